@@ -1,0 +1,106 @@
+"""The annotate job: resolve shards, record the run, skip finished shards, run the rest on an engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.config import RunConfig
+from pipeline.run_outputs import SHARD_DONE, RunLayout, write_json_atomically
+from pipeline.shard_reader import resolve_shards, shard_name
+from pipeline.shard_runner import Progress, RunIdentity, ShardSummary, annotate_in_process
+from schemas.metadata import SCHEMA_VERSION
+
+RECORDED_PACKAGES = (
+    "motionpipe", "numpy", "opencv-python-headless", "decord", "av", "pyarrow", "ray", "torch", "torchvision",
+    "webdataset",
+)
+
+
+class ConfigMismatchError(Exception):
+    """OUT holds results of another config; mixing them would make one table mean two things."""
+
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    shards: int
+    skipped: int
+    summaries: list[ShardSummary]
+
+    @property
+    def failed(self) -> list[ShardSummary]:
+        return [s for s in self.summaries if s.status != SHARD_DONE]
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages whose behaviour shapes the outputs."""
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def run_record(config: RunConfig, shard_paths: list[str], engine: dict[str, Any]) -> dict[str, Any]:
+    """Contents of OUT/run.json."""
+    return {
+        "motionpipe_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "config_hash": config.config_hash(),
+        "config": dataclasses.asdict(config),
+        "inputs": shard_paths,
+        "engine": engine,
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def check_config_matches(layout: RunLayout, config: RunConfig) -> None:
+    if not layout.run_json.exists():
+        return
+    previous = json.loads(layout.run_json.read_text()).get("config_hash")
+    if previous != config.config_hash():
+        raise ConfigMismatchError(
+            f"{layout.root} holds results of config {previous}, this run's config is {config.config_hash()}; "
+            "choose another output directory, or pass --overwrite to redo every shard with the new config"
+        )
+
+
+def annotate(
+    inputs: list[str],
+    out_dir: str | Path,
+    config: RunConfig,
+    progress: Progress,
+    *,
+    local: bool = False,
+    address: str | None = None,
+    overwrite: bool = False,
+) -> AnnotateResult:
+    """Annotate every shard of ``inputs`` not already done with this config."""
+    shard_paths = resolve_shards(inputs)
+    layout = RunLayout(Path(out_dir))
+    if not overwrite:
+        check_config_matches(layout, config)
+    engine = {"local": local, "address": address}
+    write_json_atomically(layout.run_json, run_record(config, shard_paths, engine))
+    identity = RunIdentity(__version__, config.config_hash())
+    todo = [p for p in shard_paths if not layout.is_done(shard_name(p), identity.config_hash)]
+    if not todo:
+        summaries: list[ShardSummary] = []
+    elif local:
+        summaries = annotate_in_process(todo, config, out_dir, identity, progress)
+    else:
+        from pipeline.ray_executor import annotate_on_ray
+
+        summaries = annotate_on_ray(todo, config, out_dir, identity, progress, address=address)
+    return AnnotateResult(shards=len(shard_paths), skipped=len(shard_paths) - len(todo), summaries=summaries)

@@ -1,0 +1,190 @@
+"""``motionpipe`` command line: parser, one run function per subcommand, and main."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline import __version__
+
+EXIT_OK, EXIT_SHARDS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class TqdmProgress:
+    """Clips/s and error counts on stderr while shards run."""
+
+    def __init__(self, total_shards: int) -> None:
+        self._bar = None
+        self.total_shards = total_shards
+        self.shards_done = 0
+        self.errors = 0
+        self.failed_shards = 0
+
+    def clips(self, ok: int, errors: int) -> None:
+        if ok or errors:
+            self.errors += errors
+            self.bar.update(ok + errors)
+            self._postfix()
+
+    def shard_done(self, summary) -> None:
+        self.shards_done += 1
+        self.failed_shards += summary.status != "done"
+        self._postfix()
+
+    @property
+    def bar(self):
+        """Created at the first report, so engine start-up does not dilute the clips/s rate."""
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(unit="clip", desc="annotate", dynamic_ncols=True, file=sys.stderr)
+        return self._bar
+
+    def _postfix(self) -> None:
+        postfix = {"errors": self.errors, "shards": f"{self.shards_done}/{self.total_shards}"}
+        if self.failed_shards:
+            postfix["failed_shards"] = self.failed_shards
+        self.bar.set_postfix(postfix)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motionpipe",
+        description="Annotate WebDataset video shards with motion: flow statistics in %%diag/s "
+        "(percent of the frame diagonal per second), one Parquet row per clip.",
+    )
+    parser.add_argument("--version", action="version", version=f"motionpipe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    annotate = commands.add_parser(
+        "annotate",
+        help="annotate shards into OUT/metadata/SHARD.parquet",
+        description="Decode every clip of the input shards, measure its motion and write one row per clip to "
+        "OUT/metadata/SHARD.parquet (atomically, with OUT/manifest/SHARD.json). Shards already done with "
+        "the same config are skipped, so an interrupted run resumes. Exit status: 0 when every shard was "
+        "annotated (clips in error still get rows), 1 when a shard could not be read, 2 on bad usage.",
+    )
+    annotate.add_argument("inputs", nargs="+", metavar="IN", help="shard .tar files, directories of them, or globs")
+    annotate.add_argument("out", metavar="OUT", help="output directory")
+    annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config with sections decode, flow, execution")
+    annotate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set flow.dis_preset=fast (repeatable)",
+    )
+    annotate.add_argument("--fps-target", type=float, help="sampling rate of processing frames (default 8)")
+    annotate.add_argument("--max-frames", type=int, help="sampled frames per clip (default 16)")
+    annotate.add_argument("--short-side", type=int, help="processing short side in px (default 256)")
+    annotate.add_argument("--workers", type=int, help="parallel shard workers (default: one per CPU)")
+    engine = annotate.add_mutually_exclusive_group()
+    engine.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    engine.add_argument("--address", help="address of a running Ray cluster, e.g. 'auto' (default: start a local one)")
+    annotate.add_argument(
+        "--overwrite", action="store_true", help="allow a config different from OUT's earlier run; redoes its shards"
+    )
+
+    sample = commands.add_parser(
+        "sample-data",
+        help="write synthetic shards with known motion",
+        description="Render synthetic clips with known camera and object motion, encode them as H.264 mp4, and "
+        "write OUT/shards/sample-NNNNNN.tar plus OUT/ground_truth.json (speeds in %%diag/s).",
+    )
+    sample.add_argument("out", metavar="OUT", help="output directory")
+    sample.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
+    sample.add_argument("--clips-per-shard", type=int, default=6, help="clips per shard (default 6)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--width", type=int, default=320, help="frame width in px, even (default 320)")
+    sample.add_argument("--height", type=int, default=240, help="frame height in px, even (default 240)")
+    sample.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
+    sample.add_argument("--seconds", type=float, default=2.5, help="clip length in seconds (default 2.5)")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="summarise a run",
+        description="Print shard and clip counts, error reasons and the distribution of each motion statistic.",
+    )
+    inspect.add_argument("out", metavar="OUT", help="output directory of an annotate run")
+    return parser
+
+
+def cli_overrides(args: argparse.Namespace) -> list[str]:
+    """The dedicated flags as config overrides, before the generic --set ones (which win)."""
+    flags = {
+        "decode.fps_target": args.fps_target,
+        "decode.max_frames": args.max_frames,
+        "decode.short_side": args.short_side,
+        "execution.workers": args.workers,
+    }
+    return [f"{name}={value}" for name, value in flags.items() if value is not None] + args.overrides
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from pipeline.annotate import ConfigMismatchError, annotate
+    from pipeline.config import build_config
+    from pipeline.shard_reader import resolve_shards
+
+    try:
+        config = build_config(args.config, cli_overrides(args))
+        shard_count = len(resolve_shards(args.inputs))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"motionpipe annotate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = TqdmProgress(shard_count)
+    try:
+        result = annotate(
+            args.inputs, args.out, config, progress, local=args.local, address=args.address, overwrite=args.overwrite
+        )
+    except ConfigMismatchError as error:
+        print(f"motionpipe annotate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        progress.close()
+    clips = sum(s.clips for s in result.summaries)
+    errors = sum(s.errors for s in result.summaries)
+    print(
+        f"{result.shards} shard(s): {len(result.summaries)} annotated, {result.skipped} already done; "
+        f"{clips} clip(s), {errors} in error. Output: {Path(args.out) / 'metadata'}"
+    )
+    for failed in result.failed:
+        print(f"shard failed: {failed.name}: {failed.message}", file=sys.stderr)
+    return EXIT_SHARDS_FAILED if result.failed else EXIT_OK
+
+
+def run_sample_data(args: argparse.Namespace) -> int:
+    from pipeline.sample_data import SampleSpec, write_sample_data
+
+    try:
+        spec = SampleSpec(width=args.width, height=args.height, fps=args.fps, seconds=args.seconds)
+        truth = write_sample_data(args.out, args.shards, args.clips_per_shard, args.seed, spec)
+    except ValueError as error:
+        print(f"motionpipe sample-data: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {len(truth)} clips in {args.shards} shard(s) to {Path(args.out) / 'shards'}")
+    return EXIT_OK
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from pipeline.inspect_run import summarize_run
+
+    try:
+        print(summarize_run(args.out))
+    except FileNotFoundError as error:
+        print(f"motionpipe inspect: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+COMMANDS = {"annotate": run_annotate, "sample-data": run_sample_data, "inspect": run_inspect}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

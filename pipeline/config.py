@@ -1,0 +1,132 @@
+"""The run config: one typed object nesting each stage family's config.
+
+Built from defaults, then a YAML/TOML file, then ``--set section.key=value`` overrides, in that
+order. Only the annotation sections enter the config hash: execution settings (workers, batch
+size) change speed, never results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from stages.decode import DecodeConfig
+from stages.flow_stats import FlowConfig
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How the work is spread; does not affect outputs.
+
+    workers: parallel shard workers; 0 sizes them to the cluster's CPUs.
+    batch_size: clips per stage batch (bounds memory per worker).
+    """
+
+    workers: int = 0
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"execution.workers must be >= 0 (0 = auto), got {self.workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"execution.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything an annotate run is configured by."""
+
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def annotation_dict(self) -> dict[str, Any]:
+        """The sections that determine the outputs."""
+        return {"decode": dataclasses.asdict(self.decode), "flow": dataclasses.asdict(self.flow)}
+
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.annotation_dict(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a nested dict."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+    else:
+        raise ValueError(f"config file {path} must end in .yaml, .yml or .toml")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (['section', 'key'], value), the value parsed as a YAML scalar."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    return name.strip().split("."), yaml.safe_load(raw)
+
+
+def build_config(file: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- file <- overrides, validated by the config dataclasses."""
+    data = dataclasses.asdict(RunConfig())
+    if file is not None:
+        _merge(data, load_config_file(file), [])
+    for override in overrides or []:
+        path, value = parse_override(override)
+        _merge(data, _nest(path, value), [])
+    return _build(RunConfig, data, "")
+
+
+def _nest(path: list[str], value: Any) -> dict[str, Any]:
+    for name in reversed(path):
+        value = {name: value}
+    return value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: list[str]) -> None:
+    for name, value in update.items():
+        if name not in base:
+            prefix = ".".join(where) or "top level"
+            raise ValueError(f"unknown config key {'.'.join(where + [name])!r}; valid keys at {prefix}: {sorted(base)}")
+        if isinstance(base[name], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {'.'.join(where + [name])!r} is a section, not a value")
+            _merge(base[name], value, where + [name])
+        else:
+            base[name] = value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for item in dataclasses.fields(cls):
+        kind, value = hints[item.name], data[item.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[item.name] = _build(kind, value, f"{prefix}{item.name}.")
+        else:
+            kwargs[item.name] = _coerce(value, kind, f"{prefix}{item.name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: type, name: str) -> Any:
+    """Accept a value of the field's type (ints for floats too); anything else is a clear error."""
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (str, bool) and isinstance(value, kind):
+        return value
+    raise ValueError(f"config key {name!r} must be {kind.__name__}, got {value!r}")

@@ -1,0 +1,133 @@
+"""The Ray engine: shard workers as actors sized by the stages' declared resources.
+
+This is the only module that knows Ray. Each actor builds its stages once (models load once
+per worker) and annotates whole shards; the driver hands out shards as actors become free and
+polls a small counter actor for per-clip progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import RunConfig
+from pipeline.run_outputs import SHARD_FAILED
+from pipeline.shard_reader import shard_name
+from pipeline.shard_runner import (
+    Progress,
+    RunIdentity,
+    ShardAnnotator,
+    ShardSummary,
+    build_annotation_stages,
+    worker_resources,
+)
+
+POLL_INTERVAL_S = 0.25
+SHARD_ATTEMPTS = 2  # a shard whose worker dies is retried on a fresh worker once
+
+
+class ClipCounter:
+    """Collects per-clip progress from workers until the driver takes it."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.errors = 0
+
+    def add(self, ok: int, errors: int) -> None:
+        self.ok += ok
+        self.errors += errors
+
+    def take(self) -> tuple[int, int]:
+        counts = (self.ok, self.errors)
+        self.ok = self.errors = 0
+        return counts
+
+
+class ShardWorker:
+    """A Ray actor wrapping one ShardAnnotator."""
+
+    def __init__(self, config: RunConfig, out_dir: str, identity: RunIdentity, counter: Any, device: str) -> None:
+        self.annotator = ShardAnnotator(config, out_dir, identity)
+        self.annotator.setup(device)
+        self.counter = counter
+
+    def annotate(self, shard_path: str) -> ShardSummary:
+        return self.annotator.annotate(shard_path, lambda ok, errors: self.counter.add.remote(ok, errors))
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a local instance sized to this machine.
+
+    Returns True when this call started Ray (and so should shut it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def annotate_on_ray(
+    shard_paths: list[str],
+    config: RunConfig,
+    out_dir: str | Path,
+    identity: RunIdentity,
+    progress: Progress,
+    address: str | None = None,
+) -> list[ShardSummary]:
+    """Annotate shards on a Ray cluster; a shard whose worker dies is retried, then reported failed."""
+    import ray
+
+    started_here = connect(address)
+    try:
+        resources = worker_resources(build_annotation_stages(config))
+        cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+        count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
+        count = min(count, len(shard_paths))
+        counter = ray.remote(ClipCounter).options(num_cpus=0).remote()
+        worker_class = ray.remote(ShardWorker).options(
+            num_cpus=resources.cpus, num_gpus=resources.gpus
+        )
+        device = "cuda" if resources.gpus > 0 else "cpu"
+
+        def new_worker() -> Any:
+            return worker_class.remote(config, str(out_dir), identity, counter, device)
+
+        idle = [new_worker() for _ in range(count)]
+        queue = deque(shard_paths)
+        attempts = {path: 0 for path in shard_paths}
+        pending: dict[Any, tuple[Any, str]] = {}
+        summaries = []
+        while queue or pending:
+            while idle and queue:
+                worker, path = idle.pop(), queue.popleft()
+                attempts[path] += 1
+                pending[worker.annotate.remote(path)] = (worker, path)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_INTERVAL_S)
+            progress.clips(*ray.get(counter.take.remote()))
+            for ref in done:
+                worker, path = pending.pop(ref)
+                try:
+                    summary = ray.get(ref)
+                    idle.append(worker)
+                except ray.exceptions.RayError as error:
+                    ray.kill(worker)
+                    idle.append(new_worker())
+                    if attempts[path] < SHARD_ATTEMPTS:
+                        queue.append(path)
+                        continue
+                    message = f"worker failed {attempts[path]} times: {type(error).__name__}: {error}"
+                    summary = ShardSummary(path, shard_name(path), SHARD_FAILED, 0, 0, 0.0, message)
+                progress.shard_done(summary)
+                summaries.append(summary)
+        progress.clips(*ray.get(counter.take.remote()))
+        return summaries
+    finally:
+        if started_here:
+            ray.shutdown()

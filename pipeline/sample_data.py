@@ -1,0 +1,124 @@
+"""``motionpipe sample-data``: WebDataset shards of synthetic clips with known motion.
+
+The ground truth goes to ``OUT/ground_truth.json``, outside the shards, so annotating the
+shards cannot peek at it. Scenes cycle through every camera motion crossed with object motion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+
+from pipeline.run_outputs import write_atomically, write_json_atomically
+from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
+from pipeline.video_encoding import encode_video
+
+CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
+OBJECT_MOTIONS = ("none", "slow", "fast", "two")
+PAN_SPEED_RANGE = (5.0, 20.0)  # %diag/s
+ZOOM_RATE_RANGE = (0.1, 0.3)  # 1/s
+SLOW_OBJECT_RANGE = (3.0, 8.0)  # %diag/s
+FAST_OBJECT_RANGE = (12.0, 20.0)  # %diag/s
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Size, rate and length of every generated clip."""
+
+    width: int = 320
+    height: int = 240
+    fps: float = 24.0
+    seconds: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or min(self.width, self.height) < 32:
+            raise ValueError(f"width and height must be even and >= 32, got {self.width}x{self.height}")
+        if self.fps <= 0 or self.seconds <= 0:
+            raise ValueError("fps and seconds must be > 0")
+
+    @property
+    def num_frames(self) -> int:
+        return max(2, round(self.fps * self.seconds))
+
+
+def make_scene(index: int, rng: np.random.Generator, spec: SampleSpec) -> Scene:
+    """Scene number ``index``: camera motion and object motion from the cycle, speeds drawn at random."""
+    camera = CAMERA_MOTIONS[index % len(CAMERA_MOTIONS)]
+    objects_kind = OBJECT_MOTIONS[(index // len(CAMERA_MOTIONS)) % len(OBJECT_MOTIONS)]
+    speed = float(rng.uniform(*PAN_SPEED_RANGE))
+    pan = {
+        "pan_left": (-speed, 0.0), "pan_right": (speed, 0.0), "tilt_up": (0.0, -speed), "tilt_down": (0.0, speed),
+    }.get(camera, (0.0, 0.0))
+    zoom = {"zoom_in": 1.0, "zoom_out": -1.0}.get(camera, 0.0) * float(rng.uniform(*ZOOM_RATE_RANGE))
+    ranges = {"none": [], "slow": [SLOW_OBJECT_RANGE], "fast": [FAST_OBJECT_RANGE], "two": [SLOW_OBJECT_RANGE, FAST_OBJECT_RANGE]}
+    objects = tuple(_moving_object(rng, speed_range, pan, spec) for speed_range in ranges[objects_kind])
+    return Scene(seed=int(rng.integers(2**31)), pan=pan, zoom_rate=zoom, objects=objects)
+
+
+def _moving_object(
+    rng: np.random.Generator, speed_range: tuple[float, float], pan: tuple[float, float], spec: SampleSpec
+) -> SceneObject:
+    """An object whose on-screen path stays inside the frame for the whole clip."""
+    speed = float(rng.uniform(*speed_range))
+    angle = float(rng.uniform(0, 2 * math.pi))
+    velocity = (speed * math.cos(angle), speed * math.sin(angle))
+    diag = math.hypot(spec.width, spec.height)
+    frame_units = (100 * spec.width / diag, 100 * spec.height / diag)
+    start = tuple(
+        float(np.clip(0.5 - (velocity[i] - pan[i]) * spec.seconds / 2 / frame_units[i] + rng.uniform(-0.1, 0.1), 0.15, 0.85))
+        for i in range(2)
+    )
+    return SceneObject(start=start, radius=float(rng.uniform(0.12, 0.22)), velocity=velocity)
+
+
+def ground_truth(scene: Scene, spec: SampleSpec) -> dict[str, Any]:
+    """What the clip's motion is, in %diag/s, as annotate should find it."""
+    return {
+        **asdict(spec),
+        "num_frames": spec.num_frames,
+        "camera_type": scene.camera_type,
+        "pan": list(scene.pan),
+        "camera_speed": math.hypot(*scene.pan),
+        "zoom_rate": scene.zoom_rate,
+        "objects": [asdict(obj) | {"speed": obj.speed} for obj in scene.objects],
+        "object_speed": max((obj.speed for obj in scene.objects), default=0.0),
+    }
+
+
+def write_sample_data(
+    out_dir: str | Path, shards: int = 2, clips_per_shard: int = 6, seed: int = 0, spec: SampleSpec = SampleSpec()
+) -> dict[str, dict[str, Any]]:
+    """Write ``OUT/shards/sample-NNNNNN.tar`` and ``OUT/ground_truth.json``; returns the ground truth by key."""
+    if shards < 1 or clips_per_shard < 1:
+        raise ValueError("shards and clips_per_shard must be >= 1")
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    truth: dict[str, dict[str, Any]] = {}
+    for shard_index in range(shards):
+        shard_path = out / "shards" / f"sample-{shard_index:06d}.tar"
+        samples = []
+        for clip_index in range(clips_per_shard):
+            index = shard_index * clips_per_shard + clip_index
+            scene = make_scene(index, rng, spec)
+            frames = SceneRenderer(scene, spec.width / spec.height, spec.seconds).render(
+                spec.width, spec.height, spec.fps, spec.num_frames
+            )
+            key = f"clip-{index:06d}"
+            info = ground_truth(scene, spec) | {"shard": shard_path.name}
+            caption = f"synthetic {info['camera_type']} camera, {len(scene.objects)} moving object(s)"
+            samples.append({"__key__": key, "mp4": encode_video(frames, spec.fps), "json": {"caption": caption}})
+            truth[key] = info
+        write_atomically(shard_path, lambda temp: _write_tar(temp, samples))
+    write_json_atomically(out / "ground_truth.json", {"units": "%diag/s; zoom_rate in 1/s", "clips": truth})
+    return truth
+
+
+def _write_tar(path: Path, samples: list[dict[str, Any]]) -> None:
+    with wds.TarWriter(str(path)) as writer:
+        for sample in samples:
+            writer.write(sample)

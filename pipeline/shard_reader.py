@@ -1,0 +1,89 @@
+"""Streams WebDataset tar shards into samples grouped by key, without extracting anything to disk.
+
+Follows WebDataset's convention: a member ``dir/name.ext1.ext2`` belongs to sample key
+``dir/name`` with extension ``ext1.ext2``; consecutive members with the same key form one sample.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+
+class ShardReadError(Exception):
+    """The tar itself cannot be read: the whole shard fails, its clips cannot be listed."""
+
+
+@dataclass
+class Sample:
+    """Members of one WebDataset sample: extension -> bytes, and extension -> member name."""
+
+    key: str
+    payloads: dict[str, bytes]
+    member_names: dict[str, str]
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """(key, extension) of a tar member, WebDataset style; the extension is lower-cased."""
+    directory, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    key = f"{directory}/{stem}" if directory else stem
+    return key, extension.lower() if dot else ""
+
+
+def iter_samples(path: str) -> Iterator[Sample]:
+    """Yield the shard's samples in tar order; a tar-level fault raises ShardReadError."""
+    current: Sample | None = None
+    try:
+        with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                key, extension = split_member_name(member.name)
+                if current is not None and key != current.key:
+                    yield current
+                    current = None
+                if current is None:
+                    current = Sample(key=key, payloads={}, member_names={})
+                handle = archive.extractfile(member)
+                current.payloads[extension] = handle.read() if handle is not None else b""
+                current.member_names[extension] = member.name
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ShardReadError(f"cannot read shard {path}: {type(error).__name__}: {error}") from error
+    if current is not None:
+        yield current
+
+
+def resolve_shards(inputs: list[str]) -> list[str]:
+    """Expand directories (their ``*.tar``) and globs into a sorted, de-duplicated list of shard paths."""
+    shards: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(str(p) for p in Path(item).glob("*.tar"))
+            if not found:
+                raise FileNotFoundError(f"no .tar shards in directory {item}")
+        elif any(char in item for char in "*?["):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise FileNotFoundError(f"glob {item!r} matches no files")
+        elif os.path.exists(item):
+            found = [item]
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+        shards.extend(os.path.abspath(p) for p in found)
+    unique = list(dict.fromkeys(shards))
+    names = [shard_name(p) for p in unique]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ValueError(f"shards from different folders share names {clashes}: outputs are named by shard")
+    return unique
+
+
+def shard_name(path: str) -> str:
+    """Output name of a shard: its file name without ``.tar``."""
+    base = os.path.basename(path)
+    return base[: -len(".tar")] if base.endswith(".tar") else base

@@ -1,0 +1,152 @@
+"""Annotates whole shards with the stages, in whatever process hosts it (driver, Ray actor, test).
+
+The shard is the unit of work and of output: its rows are collected, checked against the
+clips that went in, and published atomically with its manifest entry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from pipeline.config import RunConfig
+from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, RunLayout
+from pipeline.shard_reader import ShardReadError, iter_samples, shard_name
+from schemas.metadata import SCHEMA_VERSION, rows_to_table
+from stages.base import ClipRecord, Resources, Stage
+from stages.decode import DecodeStage
+from stages.flow_stats import FlowStatsStage
+
+ClipCounts = Callable[[int, int], None]
+"""Called with (ok, errors) after each batch of clips, for progress display."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What every row records about the code and config that produced it."""
+
+    pipeline_version: str
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """Outcome of one shard, as the driver reports it."""
+
+    shard: str
+    name: str
+    status: str
+    clips: int
+    errors: int
+    seconds: float
+    message: str | None = None
+
+
+class Progress(Protocol):
+    """What executors report to the driver's display."""
+
+    def clips(self, ok: int, errors: int) -> None: ...
+
+    def shard_done(self, summary: ShardSummary) -> None: ...
+
+
+def build_annotation_stages(config: RunConfig) -> list[Stage]:
+    """The stages of an annotate run, in order."""
+    return [DecodeStage(config.decode), FlowStatsStage(config.flow)]
+
+
+def worker_resources(stages: Iterable[Stage]) -> Resources:
+    """A worker runs its stages one after another, so it needs the largest of their demands."""
+    stages = list(stages)
+    return Resources(cpus=max(s.resources.cpus for s in stages), gpus=max(s.resources.gpus for s in stages))
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class ShardAnnotator:
+    """Holds the stages of one worker (built and set up once) and annotates shard after shard."""
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, identity: RunIdentity) -> None:
+        self.config = config
+        self.layout = RunLayout(Path(out_dir))
+        self.identity = identity
+        self.stages = build_annotation_stages(config)
+
+    def setup(self, device: str = "cpu") -> None:
+        for stage in self.stages:
+            stage.setup(device)
+
+    def annotate(self, shard_path: str, on_clips: ClipCounts | None = None) -> ShardSummary:
+        """Annotate one shard and publish its outputs; an unreadable tar is recorded as a failed shard."""
+        started = time.monotonic()
+        name = shard_name(shard_path)
+        rows: list[dict[str, Any]] = []
+        try:
+            for samples in batched(iter_samples(shard_path), self.config.execution.batch_size):
+                clips = [ClipRecord(s.key, shard_path, s.payloads, s.member_names) for s in samples]
+                self._run_stages(clips)
+                rows.extend(self._row(clip) for clip in clips)
+                errors = sum(not clip.ok for clip in clips)
+                if on_clips is not None:
+                    on_clips(len(clips) - errors, errors)
+        except ShardReadError as error:
+            summary = ShardSummary(
+                shard_path, name, SHARD_FAILED, len(rows), 0, time.monotonic() - started, str(error)
+            )
+            self.layout.record_failed_shard(name, self._manifest_entry(summary))
+            return summary
+        errors = sum(row["status"] != "ok" for row in rows)
+        summary = ShardSummary(shard_path, name, SHARD_DONE, len(rows), errors, time.monotonic() - started)
+        self.layout.write_shard(name, rows_to_table(rows), self._manifest_entry(summary))
+        return summary
+
+    def _run_stages(self, clips: list[ClipRecord]) -> None:
+        keys = [clip.key for clip in clips]
+        for stage in self.stages:
+            out = stage.process(clips)
+            if [clip.key for clip in out] != keys:
+                raise RuntimeError(f"stage {stage.name} changed the clips of a batch: rows would be lost")
+
+    def _row(self, clip: ClipRecord) -> dict[str, Any]:
+        row = {
+            "key": clip.key,
+            "shard": clip.shard,
+            "status": clip.status,
+            "error": clip.error,
+            "error_detail": clip.error_detail,
+            "pipeline_version": self.identity.pipeline_version,
+            "config_hash": self.identity.config_hash,
+            **clip.fields,
+        }
+        clip.release_payloads()
+        return row
+
+    def _manifest_entry(self, summary: ShardSummary) -> dict[str, Any]:
+        return {
+            **asdict(summary),
+            "config_hash": self.identity.config_hash,
+            "pipeline_version": self.identity.pipeline_version,
+            "schema_version": SCHEMA_VERSION,
+            "finished_at": time.time(),
+        }
+
+
+def annotate_in_process(
+    shard_paths: list[str], config: RunConfig, out_dir: str | Path, identity: RunIdentity, progress: Progress
+) -> list[ShardSummary]:
+    """The ``--local`` engine: one annotator in this process, shards one after another."""
+    annotator = ShardAnnotator(config, out_dir, identity)
+    annotator.setup("cpu")
+    summaries = []
+    for path in shard_paths:
+        summary = annotator.annotate(path, progress.clips)
+        progress.shard_done(summary)
+        summaries.append(summary)
+    return summaries

@@ -1,0 +1,39 @@
+"""Encode frames to video bytes with PyAV, whose wheel carries libx264/libvpx (no system ffmpeg needed)."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+
+CONTAINER_FORMATS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "avi": "avi", "mov": "mov"}
+
+
+def encode_video(
+    frames: np.ndarray, fps: float, container: str = "mp4", codec: str = "libx264", crf: int = 18
+) -> bytes:
+    """Encode ``uint8[T, H, W, 3]`` RGB frames; H and W must be even (yuv420p)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8[T, H, W, 3], got {frames.dtype}{list(frames.shape)}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"frame size must be even for yuv420p, got {width}x{height}")
+    if container not in CONTAINER_FORMATS:
+        raise ValueError(f"unknown container {container!r}; choose one of {sorted(CONTAINER_FORMATS)}")
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=CONTAINER_FORMATS[container]) as output:
+        stream = output.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec in ("libx264", "libx265"):
+            stream.options = {"crf": str(crf), "preset": "fast"}
+        elif codec.startswith("libvpx"):
+            stream.options = {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        else:
+            stream.bit_rate = 8_000_000
+        for frame in frames:
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        output.mux(stream.encode())
+    return buffer.getvalue()

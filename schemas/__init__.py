@@ -1,0 +1,1 @@
+"""Arrow/Parquet schemas of motionpipe's outputs: defined once, documented with units."""

@@ -1,0 +1,104 @@
+"""The per-clip metadata table: one row per input clip, written to ``OUT/metadata/SHARD.parquet``.
+
+Speeds are in **%diag/s**: a displacement of ``d`` px between frames ``dt`` seconds apart,
+at processing size ``w x h``, is ``100 * d / hypot(w, h) / dt``. The same clip at another
+resolution or frame rate reads the same, so scores compare across datasets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+SPEED_UNIT = "%diag/s"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metadata column: its Arrow type, what it means, and its unit (None if unitless)."""
+
+    name: str
+    type: pa.DataType
+    doc: str
+    unit: str | None = None
+    nullable: bool = True
+
+
+COLUMNS: tuple[Column, ...] = (
+    # identity
+    Column("key", pa.string(), "WebDataset sample key (member name without extensions).", nullable=False),
+    Column("shard", pa.string(), "Path or URL of the input shard.", nullable=False),
+    Column("source", pa.string(), "Tar member the video was read from; null when the sample has none."),
+    Column("status", pa.string(), "'ok' or 'error'.", nullable=False),
+    Column("error", pa.string(), "Short enumerable reason such as 'decode:truncated'; null when ok."),
+    Column("error_detail", pa.string(), "Human-readable detail of the error; null when ok."),
+    Column("pipeline_version", pa.string(), "motionpipe version that wrote the row.", nullable=False),
+    Column("config_hash", pa.string(), "Hash of the annotation config (see OUT/run.json).", nullable=False),
+    Column("caption", pa.string(), "Caption from KEY.txt or KEY.json ('caption' or 'text'), if present."),
+    # video
+    Column("decode_backend", pa.string(), "Decoder that produced the frames: 'decord' or 'pyav'."),
+    Column("codec", pa.string(), "Video codec name as reported by the container."),
+    Column("width", pa.int32(), "Source frame width.", "px"),
+    Column("height", pa.int32(), "Source frame height.", "px"),
+    Column("fps", pa.float64(), "Average source frame rate.", "frames/s"),
+    Column("num_frames", pa.int64(), "Frame count declared by the container (null if unknown).", "frames"),
+    Column("duration_s", pa.float64(), "Source duration.", "s"),
+    Column("proc_width", pa.int32(), "Width of the processing frames (short side resized to S).", "px"),
+    Column("proc_height", pa.int32(), "Height of the processing frames.", "px"),
+    Column("frames_used", pa.int32(), "Frames sampled at fps_target for this clip.", "frames"),
+    Column("window_s", pa.float64(), "Span of the sampled window, first to last sampled frame.", "s"),
+    # flow statistics
+    Column("flow_backend", pa.string(), "Optical-flow backend of the motion statistics, e.g. 'dis:medium'."),
+    Column("flow_pairs", pa.int32(), "Closely spaced frame pairs the statistics were measured on.", "pairs"),
+    Column("flow_mean", pa.float32(), "Mean per-pixel speed over all measured pairs.", SPEED_UNIT),
+    Column("flow_p50", pa.float32(), "Median per-pixel speed.", SPEED_UNIT),
+    Column("flow_p95", pa.float32(), "95th percentile of per-pixel speed.", SPEED_UNIT),
+    Column(
+        "flow_max",
+        pa.float32(),
+        "Peak per-pixel speed, taken as the 99.9th percentile so single-pixel flow outliers do not set it.",
+        SPEED_UNIT,
+    ),
+    Column(
+        "motion_fraction",
+        pa.float32(),
+        "Area fraction of the MotionPro motion mask: pixels whose speed, averaged over pairs, "
+        "exceeds flow.mask_threshold (default 1.33 %diag/s = 1 px/frame at 320x512, 8 fps).",
+        "fraction",
+    ),
+    Column("static_clip", pa.bool_(), "True when flow_p95 is below the mask threshold: nothing visibly moves."),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in COLUMNS)
+
+
+def metadata_schema() -> pa.Schema:
+    """Arrow schema with per-field ``doc``/``unit`` metadata and the schema version."""
+    fields = []
+    for column in COLUMNS:
+        field_metadata = {"doc": column.doc}
+        if column.unit is not None:
+            field_metadata["unit"] = column.unit
+        fields.append(pa.field(column.name, column.type, nullable=column.nullable, metadata=field_metadata))
+    return pa.schema(fields, metadata={"motionpipe.schema_version": SCHEMA_VERSION})
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Build the metadata table; an unknown column is a programming error and raises."""
+    known = set(COLUMN_NAMES)
+    for row in rows:
+        unknown = set(row) - known
+        if unknown:
+            raise KeyError(f"row {row.get('key')!r} has columns missing from the schema: {sorted(unknown)}")
+    return pa.Table.from_pylist(rows, schema=metadata_schema())
+
+
+def describe_columns() -> str:
+    """Markdown table of the columns, for docs and ``--help``."""
+    lines = ["| column | type | unit | meaning |", "| --- | --- | --- | --- |"]
+    for column in COLUMNS:
+        lines.append(f"| `{column.name}` | {column.type} | {column.unit or ''} | {column.doc} |")
+    return "\n".join(lines)

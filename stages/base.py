@@ -1,0 +1,115 @@
+"""The stage contract shared by every processing step.
+
+A stage declares its resources, loads heavy things once in ``setup`` and adds fields to
+the clips of a batch. It never drops a clip: a failing clip is marked with a reason and
+skipped by later stages, so every input clip ends as exactly one output row.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one stage instance needs; pipeline/ turns it into engine options."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cpus < 0 or self.gpus < 0:
+            raise ValueError(f"resources must be non-negative, got cpus={self.cpus}, gpus={self.gpus}")
+
+
+class ClipError(Exception):
+    """A data fault in one clip: ``reason`` is short and enumerable (``decode:truncated``)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class DecodedVideo:
+    """Frames at processing size, as the decode stage leaves them for later stages.
+
+    ``frames`` are the clip's samples at ``fps_target``; ``pairs`` are closely spaced frame
+    pairs (at most ``1/24 s`` apart) at anchor times spread over the sampled window, on which
+    motion is measured; ``pair_dt_s`` is the time between the two frames of each pair.
+    """
+
+    frames: np.ndarray  # uint8[T, H, W, 3], RGB
+    frame_times_s: np.ndarray  # float64[T]
+    pairs: np.ndarray  # uint8[P, 2, H, W, 3], RGB
+    pair_dt_s: np.ndarray  # float64[P]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the processing frames."""
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+
+@dataclass
+class ClipRecord:
+    """One input clip flowing through the stages: its members, intermediates and output fields."""
+
+    key: str
+    shard: str
+    members: dict[str, bytes]  # extension -> payload, as in the tar
+    member_names: dict[str, str]  # extension -> full member name
+    fields: dict[str, Any] = field(default_factory=dict)
+    status: str = STATUS_OK
+    error: str | None = None
+    error_detail: str | None = None
+    video: DecodedVideo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def fail(self, reason: str, detail: str = "") -> None:
+        """Mark the clip as failed; it keeps its fields so far and skips later stages."""
+        self.status = STATUS_ERROR
+        self.error = reason
+        self.error_detail = detail or None
+
+    def release_payloads(self) -> None:
+        """Drop the bytes and frames once the row is built, so batches do not pile up memory."""
+        self.members = {}
+        self.video = None
+
+
+class Stage(ABC):
+    """One processing step. ``__init__`` is cheap and picklable; ``setup`` loads models once per worker."""
+
+    name: ClassVar[str]
+    resources: ClassVar[Resources] = Resources()
+
+    def setup(self, device: str = "cpu") -> None:
+        """Load heavy dependencies and weights; called once per worker before any batch."""
+
+    def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
+        """Process the ok clips of a batch one by one; per-clip faults become error rows."""
+        for clip in batch:
+            if not clip.ok:
+                continue
+            try:
+                self.process_clip(clip)
+            except ClipError as error:
+                clip.fail(error.reason, error.detail)
+            except Exception as error:  # noqa: BLE001 - any bug in one clip must not stop the shard
+                clip.fail(f"{self.name}:internal", f"{type(error).__name__}: {error}")
+        return batch
+
+    @abstractmethod
+    def process_clip(self, clip: ClipRecord) -> None:
+        """Add this stage's fields to one ok clip, or raise ClipError."""

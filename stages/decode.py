@@ -1,0 +1,155 @@
+"""Decode stage: sample member bytes -> frames at processing size, caption, video facts."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from stages.base import ClipError, ClipRecord, DecodedVideo, Resources, Stage
+from stages.frame_sampling import frames_to_decode, plan_sampling
+from stages.video_decoders import decode_video, quiet_decoder_logs
+
+VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v")
+CAPTION_JSON_KEYS = ("caption", "text", "txt")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How clips are sampled and resized.
+
+    fps_target: sampling rate of the processing frames (MotionPro and Motion-I2V use 8).
+    max_frames: samples per clip; the window is ``(max_frames - 1) / fps_target`` s from the start.
+    short_side: processing frames are resized so their short side is this many px (aspect kept).
+    flow_pairs: closely spaced frame pairs, spread over the window, on which motion is measured.
+    max_pair_gap_s: the two frames of a pair are the farthest native frames within this gap.
+    threads: decoder threads per clip.
+    """
+
+    fps_target: float = 8.0
+    max_frames: int = 16
+    short_side: int = 256
+    flow_pairs: int = 8
+    max_pair_gap_s: float = 1 / 24
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fps_target <= 0:
+            raise ValueError(f"decode.fps_target must be > 0, got {self.fps_target}")
+        if self.max_frames < 2:
+            raise ValueError(f"decode.max_frames must be >= 2 (motion needs two frames), got {self.max_frames}")
+        if not 16 <= self.short_side <= 4096:
+            raise ValueError(f"decode.short_side must be in [16, 4096] px, got {self.short_side}")
+        if self.flow_pairs < 1:
+            raise ValueError(f"decode.flow_pairs must be >= 1, got {self.flow_pairs}")
+        if self.max_pair_gap_s <= 0:
+            raise ValueError(f"decode.max_pair_gap_s must be > 0, got {self.max_pair_gap_s}")
+        if self.threads < 0:
+            raise ValueError(f"decode.threads must be >= 0 (0 = decoder's choice), got {self.threads}")
+
+
+def processing_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side at ``short_side`` and the aspect ratio kept."""
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_to_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize with area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    height, width = frame.shape[:2]
+    size = processing_size(width, height, short_side)
+    if size == (width, height):
+        return frame
+    shrinking = size[0] < width
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def video_member(clip: ClipRecord) -> tuple[str, bytes]:
+    """The sample's video member (extension, bytes); a sample without one is a clip error."""
+    for extension, payload in clip.members.items():
+        if extension.rsplit(".", 1)[-1] in VIDEO_EXTENSIONS:
+            return extension, payload
+    found = ", ".join(sorted(clip.members)) or "nothing"
+    raise ClipError("input:no_video", f"no member with a video extension {VIDEO_EXTENSIONS}; found {found}")
+
+
+def caption_of(clip: ClipRecord) -> str | None:
+    """Caption from KEY.txt, or KEY.json's first of 'caption'/'text'/'txt'; None if absent or unreadable."""
+    if "txt" in clip.members:
+        return clip.members["txt"].decode("utf-8", errors="replace").strip()
+    if "json" in clip.members:
+        try:
+            meta = json.loads(clip.members["json"])
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if isinstance(meta, dict):
+            for name in CAPTION_JSON_KEYS:
+                if isinstance(meta.get(name), str):
+                    return meta[name]
+    return None
+
+
+class DecodeStage(Stage):
+    """Decodes the leading frames needed by the sampling plan, resized to the processing size."""
+
+    name: ClassVar[str] = "decode"
+    resources: ClassVar[Resources] = Resources(cpus=1.0)
+
+    def __init__(self, config: DecodeConfig) -> None:
+        self.config = config
+
+    def setup(self, device: str = "cpu") -> None:
+        quiet_decoder_logs()
+
+    def process_clip(self, clip: ClipRecord) -> None:
+        cfg = self.config
+        clip.fields["caption"] = caption_of(clip)
+        extension, payload = video_member(clip)
+        clip.fields["source"] = clip.member_names[extension]
+        video = decode_video(
+            payload,
+            frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.max_pair_gap_s),
+            resize=lambda frame: resize_to_short_side(frame, cfg.short_side),
+            threads=cfg.threads,
+        )
+        clip.fields.update(
+            decode_backend=video.backend,
+            codec=video.codec,
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            num_frames=video.num_frames,
+            duration_s=video.duration_s,
+        )
+        if len(video.frames) < 2:
+            raise ClipError("decode:too_few_frames", f"{len(video.frames)} frame(s) decoded; motion needs 2")
+        plan = plan_sampling(
+            len(video.frames), video.fps, cfg.fps_target, cfg.max_frames, cfg.flow_pairs, cfg.max_pair_gap_s
+        )
+        frames = np.stack([video.frames[i] for i in plan.sample_indices])
+        times = video.times_s
+        pair_dt = np.array([pair_interval_s(times, a, b, video.fps) for a, b in plan.pair_indices])
+        clip.video = DecodedVideo(
+            frames=frames,
+            frame_times_s=times[list(plan.sample_indices)],
+            pairs=np.stack([np.stack([video.frames[a], video.frames[b]]) for a, b in plan.pair_indices]),
+            pair_dt_s=pair_dt,
+        )
+        clip.fields.update(
+            proc_width=frames.shape[2],
+            proc_height=frames.shape[1],
+            frames_used=len(plan.sample_indices),
+            window_s=float(times[plan.sample_indices[-1]] - times[plan.sample_indices[0]]),
+        )
+
+
+def pair_interval_s(times_s: np.ndarray, first: int, second: int, fps: float) -> float:
+    """Seconds between two frames from their timestamps; the nominal fps if timestamps are unusable."""
+    interval = float(times_s[second] - times_s[first])
+    if math.isfinite(interval) and interval > 0:
+        return interval
+    return (second - first) / fps

@@ -1,0 +1,54 @@
+"""Which source frames a clip is processed on.
+
+Two sets (DESIGN.md §2): samples at ``fps_target`` for the conditions, and closely spaced
+pairs at anchor times for *measuring* motion, because classical flow under-reads large
+per-step displacements between 8-fps samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """Source frame indices: the samples, and the (first, second) frame of each measuring pair."""
+
+    sample_indices: tuple[int, ...]
+    pair_indices: tuple[tuple[int, int], ...]
+
+
+def pair_step(fps: float, max_pair_gap_s: float) -> int:
+    """Frames between the two frames of a pair: as far apart as allowed, at least adjacent."""
+    return max(1, int(math.floor(fps * max_pair_gap_s + 1e-6)))
+
+
+def frames_to_decode(fps: float, fps_target: float, max_frames: int, max_pair_gap_s: float) -> int:
+    """Leading frames that cover the sampled window plus the step of its last pair."""
+    window = round((max_frames - 1) * fps / fps_target)
+    return window + pair_step(fps, max_pair_gap_s) + 1
+
+
+def plan_sampling(
+    num_frames: int, fps: float, fps_target: float, max_frames: int, num_pairs: int, max_pair_gap_s: float
+) -> SamplingPlan:
+    """Sample from the clip start at ``fps_target`` and spread ``num_pairs`` anchors over the samples."""
+    if num_frames < 2:
+        raise ValueError(f"motion needs at least 2 frames, got {num_frames}")
+    samples: list[int] = []
+    for i in range(max_frames):
+        index = round(i * fps / fps_target)
+        if index >= num_frames:
+            break
+        if not samples or index != samples[-1]:
+            samples.append(index)
+    step = min(pair_step(fps, max_pair_gap_s), num_frames - 1)
+    anchor_positions = np.unique(np.round(np.linspace(0, len(samples) - 1, min(num_pairs, len(samples)))))
+    pairs = []
+    for position in anchor_positions.astype(int):
+        anchor = samples[position]
+        pairs.append((anchor, anchor + step) if anchor + step < num_frames else (anchor - step, anchor))
+    return SamplingPlan(sample_indices=tuple(samples), pair_indices=tuple(pairs))

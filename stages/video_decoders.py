@@ -1,0 +1,158 @@
+"""Video decoding with decord and a PyAV fallback, from in-memory bytes (nothing is extracted to disk).
+
+Only the leading frames that the sampling plan needs are decoded, sequentially: decoding
+in order is cheaper than seeking (measured: 200 vs 65 frames/s at 720p with decord).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from stages.base import ClipError
+
+FrameLimit = Callable[[float], int]
+"""Given the source fps, how many leading frames to decode."""
+Resize = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class VideoFrames:
+    """Leading frames of a video at processing size, with what the container says about it."""
+
+    frames: list[np.ndarray]  # RGB uint8, resized
+    times_s: np.ndarray  # presentation time of each frame
+    fps: float
+    width: int  # source size
+    height: int
+    num_frames: int | None  # declared by the container
+    duration_s: float | None
+    codec: str | None
+    backend: str
+
+
+def quiet_decoder_logs() -> None:
+    """Silence FFmpeg's per-packet warnings from both backends: faults are reported per clip instead."""
+    import av
+    import decord
+
+    av.logging.set_level(av.logging.PANIC)
+    decord.logging.set_level(decord.logging.QUIET)
+
+
+def decode_with_decord(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: int) -> VideoFrames:
+    """Decode the leading frames with decord, sequentially."""
+    import decord
+
+    reader = decord.VideoReader(io.BytesIO(data), num_threads=threads)
+    fps = float(reader.get_avg_fps())
+    declared = len(reader)
+    count = min(declared, frame_limit(fps))
+    frames, height, width = [], 0, 0
+    for _ in range(count):
+        frame = reader.next().asnumpy()
+        height, width = frame.shape[:2]
+        frames.append(resize(frame))
+    times = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64) if count else np.zeros(0)
+    return VideoFrames(
+        frames=frames,
+        times_s=times,
+        fps=fps,
+        width=width,
+        height=height,
+        num_frames=declared,
+        duration_s=declared / fps if fps > 0 else None,
+        codec=None,
+        backend="decord",
+    )
+
+
+def decode_with_pyav(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: int) -> VideoFrames:
+    """Decode the leading frames with PyAV; also the source of codec names for both backends."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        if not container.streams.video:
+            raise ClipError("decode:no_video_stream", "the container has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_count = threads
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        limit = frame_limit(fps) if fps > 0 else 0
+        frames, times = [], []
+        for frame in container.decode(stream):
+            if len(frames) >= limit:
+                break
+            times.append(frame.time if frame.time is not None else len(frames) / fps)
+            frames.append(resize(frame.to_ndarray(format="rgb24")))
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        return VideoFrames(
+            frames=frames,
+            times_s=np.asarray(times, dtype=np.float64),
+            fps=fps,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            num_frames=stream.frames or None,
+            duration_s=duration,
+            codec=stream.codec_context.name,
+            backend="pyav",
+        )
+
+
+def probe_codec(data: bytes) -> str | None:
+    """Codec name from the container header (cheap: no frame is decoded); None if unreadable."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            return container.streams.video[0].codec_context.name if container.streams.video else None
+    except (av.FFmpegError, IndexError, ValueError):
+        return None
+
+
+def iso_bmff_truncated(data: bytes) -> bool:
+    """True when an MP4/MOV file's top-level boxes claim more bytes than there are.
+
+    Tells a cut-off download (``decode:truncated``) from a file that is damaged or not a video.
+    """
+    if data[4:8] != b"ftyp":
+        return False
+    offset = 0
+    while offset + 8 <= len(data):
+        size, = struct.unpack(">I", data[offset : offset + 4])
+        if size == 1:
+            if offset + 16 > len(data):
+                return True
+            size, = struct.unpack(">Q", data[offset + 8 : offset + 16])
+        elif size == 0:
+            return False
+        if size < 8:
+            return False
+        offset += size
+    return offset > len(data)
+
+
+def decode_video(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: int = 1) -> VideoFrames:
+    """Decode with decord, then PyAV if decord fails; classify the failure when both do."""
+    if not data:
+        raise ClipError("decode:empty", "the video member has zero bytes")
+    failures = []
+    for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
+        try:
+            video = backend(data, frame_limit, resize, threads)
+        except ClipError:
+            raise
+        except Exception as error:  # noqa: BLE001 - each backend fails in its own exception types
+            failures.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}")
+            continue
+        if video.codec is None:
+            video.codec = probe_codec(data)
+        return video
+    detail = "; ".join(failures)
+    if iso_bmff_truncated(data):
+        raise ClipError("decode:truncated", f"the file ends before its last box ({len(data)} bytes); {detail}")
+    raise ClipError("decode:unreadable", detail)
