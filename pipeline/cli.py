@@ -146,7 +146,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     clips = sum(s.clips for s in result.summaries)
     errors = sum(s.errors for s in result.summaries)
     print(
-        f"{result.shards} shard(s): {len(result.summaries)} annotated, {result.skipped} already done; "
+        f"{result.shards} shard(s): {len(result.summaries) - len(result.failed)} annotated, "
+        f"{len(result.failed)} failed, {result.skipped} already done; "
         f"{clips} clip(s), {errors} in error. Output: {Path(args.out) / 'metadata'}"
     )
     for failed in result.failed:

@@ -52,10 +52,30 @@ def iter_samples(path: str) -> Iterator[Sample]:
                 handle = archive.extractfile(member)
                 current.payloads[extension] = handle.read() if handle is not None else b""
                 current.member_names[extension] = member.name
+            end_offset = archive.offset
+        if not _ends_with_end_marker(path, end_offset):
+            raise ShardReadError(f"shard {path} is truncated: no end-of-archive marker after byte {end_offset}")
     except (tarfile.TarError, OSError, EOFError) as error:
         raise ShardReadError(f"cannot read shard {path}: {type(error).__name__}: {error}") from error
     if current is not None:
         yield current
+
+
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+TAR_BLOCK = 512
+
+
+def _ends_with_end_marker(path: str, offset: int) -> bool:
+    """A plain tar ends in zero blocks; Python's tarfile silently stops at a cut header instead.
+
+    Compressed tars are trusted to their codec's own checks.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(6).startswith(COMPRESSED_MAGIC):
+            return True
+        handle.seek(offset)
+        block = handle.read(TAR_BLOCK)
+    return len(block) == TAR_BLOCK and not any(block)
 
 
 def resolve_shards(inputs: list[str]) -> list[str]:

@@ -29,8 +29,6 @@ def encode_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf), "preset": "fast"}
-        elif codec.startswith("libvpx"):
-            stream.options = {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         else:
             stream.bit_rate = 8_000_000
         for frame in frames:

@@ -89,10 +89,14 @@ def metadata_schema() -> pa.Schema:
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Build the metadata table; an unknown column is a programming error and raises."""
     known = set(COLUMN_NAMES)
+    required = [column.name for column in COLUMNS if not column.nullable]
     for row in rows:
         unknown = set(row) - known
         if unknown:
             raise KeyError(f"row {row.get('key')!r} has columns missing from the schema: {sorted(unknown)}")
+        missing = [name for name in required if row.get(name) is None]
+        if missing:
+            raise ValueError(f"row {row.get('key')!r} lacks required columns {missing}")
     return pa.Table.from_pylist(rows, schema=metadata_schema())
 
 

@@ -98,7 +98,7 @@ def decode_with_pyav(data: bytes, frame_limit: FrameLimit, resize: Resize, threa
             height=stream.codec_context.height,
             num_frames=stream.frames or None,
             duration_s=duration,
-            codec=stream.codec_context.name,
+            codec=stream.codec_context.codec.canonical_name,
             backend="pyav",
         )
 
@@ -109,7 +109,7 @@ def probe_codec(data: bytes) -> str | None:
 
     try:
         with av.open(io.BytesIO(data)) as container:
-            return container.streams.video[0].codec_context.name if container.streams.video else None
+            return container.streams.video[0].codec_context.codec.canonical_name if container.streams.video else None
     except (av.FFmpegError, IndexError, ValueError):
         return None
 
@@ -141,13 +141,14 @@ def decode_video(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: 
     if not data:
         raise ClipError("decode:empty", "the video member has zero bytes")
     failures = []
+    diagnosis: ClipError | None = None
     for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
         try:
             video = backend(data, frame_limit, resize, threads)
-        except ClipError:
-            raise
         except Exception as error:  # noqa: BLE001 - each backend fails in its own exception types
             failures.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}")
+            if isinstance(error, ClipError):
+                diagnosis = error
             continue
         if video.codec is None:
             video.codec = probe_codec(data)
@@ -155,4 +156,4 @@ def decode_video(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: 
     detail = "; ".join(failures)
     if iso_bmff_truncated(data):
         raise ClipError("decode:truncated", f"the file ends before its last box ({len(data)} bytes); {detail}")
-    raise ClipError("decode:unreadable", detail)
+    raise ClipError(diagnosis.reason if diagnosis else "decode:unreadable", detail)

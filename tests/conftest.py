@@ -1,0 +1,66 @@
+"""Shared fixtures: real encoded clips, real tar shards, and the read-only data in ../shared."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from pipeline.synthetic_video import Scene, render_scene
+from pipeline.video_encoding import encode_video
+from stages.base import ClipRecord
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_root() -> Path:
+    """../shared beside the checkout, or $MOTIONPIPE_SHARED."""
+    return Path(os.environ.get("MOTIONPIPE_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    data = shared_root() / "data"
+    if not (data / "MANIFEST.md").exists():
+        pytest.skip(f"real test data not found at {data} (set MOTIONPIPE_SHARED to the shared/ folder)")
+    return data
+
+
+def make_clip(
+    scene: Scene,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 24.0,
+    seconds: float = 2.5,
+    container: str = "mp4",
+    codec: str = "libx264",
+) -> bytes:
+    """A real encoded clip of a synthetic scene."""
+    frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
+    return encode_video(frames, fps, container, codec)
+
+
+def clip_record(payload: bytes, extension: str = "mp4", key: str = "clip", **extra: bytes) -> ClipRecord:
+    """A clip record as the shard reader makes it, with optional extra members (txt=..., json=...)."""
+    members = {extension: payload, **extra}
+    return ClipRecord(key, "test.tar", members, {ext: f"{key}.{ext}" for ext in members})
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar with exactly these members, in this order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+@pytest.fixture
+def tar_writer(tmp_path: Path) -> Callable[[str, list[tuple[str, bytes]]], Path]:
+    return lambda name, members: write_tar(tmp_path / name, members)

@@ -1,0 +1,142 @@
+"""``motionpipe`` end to end as a user runs it: console script, real shards, real Ray (2 CPUs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_clip, write_tar
+from pipeline.inspect_run import read_metadata
+from pipeline.synthetic_video import Scene
+
+MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
+BAD_SHARD_REASONS = {
+    "truncated": "decode:truncated",
+    "zero_bytes": "decode:empty",
+    "not_a_video": "decode:unreadable",
+    "one_frame": "decode:too_few_frames",
+    "caption_only": "input:no_video",
+}
+
+
+def motionpipe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([MOTIONPIPE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Two generated shards, one shard of bad clips (plus one good one), and one unreadable tar."""
+    root = tmp_path_factory.mktemp("corpus")
+    done = motionpipe(
+        "sample-data", str(root), "--shards", "2", "--clips-per-shard", "3",
+        "--width", "160", "--height", "120", "--seconds", "2",
+    )
+    assert done.returncode == 0, done.stderr
+    good = make_clip(Scene(seed=21, pan=(6.0, 0.0)), 160, 120, seconds=2.0)
+    write_tar(
+        root / "shards" / "bad-000000.tar",
+        [
+            ("good.mp4", good),
+            ("good.txt", b"a good clip among bad ones"),
+            ("truncated.mp4", good[: len(good) // 2]),
+            ("zero_bytes.mp4", b""),
+            ("not_a_video.mp4", b"<html>404 not found</html>" * 40),
+            ("one_frame.mp4", make_clip(Scene(seed=22), 160, 120, seconds=1 / 24)),
+            ("caption_only.txt", b"the video went missing"),
+        ],
+    )
+    (root / "shards" / "unreadable-000000.tar").write_bytes(b"this is no tar file" * 64)
+    return root
+
+
+def rows_by_key(out: Path) -> dict[str, dict]:
+    rows = read_metadata(out).to_pylist()
+    keys = [row["key"] for row in rows]
+    assert len(keys) == len(set(keys)), "duplicate rows"
+    return {row["key"]: row for row in rows}
+
+
+def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
+    out = tmp_path / "out"
+    first = motionpipe("annotate", str(corpus / "shards"), str(out))
+    assert first.returncode == 1, first.stderr  # the unreadable tar fails, after the others finish
+    assert "shard failed: unreadable-000000" in first.stderr
+    assert "4 shard(s): 3 annotated, 1 failed, 0 already done; 12 clip(s), 5 in error" in first.stdout
+
+    rows = rows_by_key(out)
+    truth = json.loads((corpus / "ground_truth.json").read_text())["clips"]
+    assert set(rows) == set(truth) | {"good"} | set(BAD_SHARD_REASONS)
+    for key, reason in BAD_SHARD_REASONS.items():
+        assert (rows[key]["status"], rows[key]["error"]) == ("error", reason)
+    for key in [*truth, "good"]:
+        assert rows[key]["status"] == "ok" and rows[key]["error"] is None
+        assert rows[key]["flow_mean"] >= 0 and rows[key]["decode_backend"] == "decord"
+    assert rows["good"]["caption"] == "a good clip among bad ones"
+    assert rows["good"]["flow_mean"] == pytest.approx(6.0, rel=0.15)
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["decode"]["fps_target"] == 8.0 and run["packages"]["ray"]
+    manifest = {p.stem: json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")}
+    assert manifest["unreadable-000000"]["status"] == "failed"
+    assert manifest["bad-000000"] | {"clips": 6, "errors": 5, "status": "done"} == manifest["bad-000000"]
+
+    again = motionpipe("annotate", str(corpus / "shards"), str(out))
+    assert again.returncode == 1
+    assert "0 annotated, 1 failed, 3 already done" in again.stdout
+    assert rows_by_key(out).keys() == rows.keys()
+
+    good_shards = sorted(str(p) for p in (corpus / "shards").glob("[sb]*.tar"))
+    assert motionpipe("annotate", *good_shards, str(out)).returncode == 0
+
+    summary = motionpipe("inspect", str(out))
+    assert summary.returncode == 0
+    assert "3 done, 1 failed" in summary.stdout and "decode:truncated: 1" in summary.stdout
+    assert "flow_mean" in summary.stdout and "%diag/s" in summary.stdout
+
+
+def test_local_engine_writes_the_same_rows_as_ray(corpus, tmp_path):
+    shards = sorted(str(p) for p in (corpus / "shards").glob("sample-*.tar"))
+    ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+    assert motionpipe("annotate", *shards, str(ray_out), "--workers", "1").returncode == 0
+    assert motionpipe("annotate", *shards, str(local_out), "--local").returncode == 0
+    for shard in ("sample-000000", "sample-000001"):
+        ray_table = pq.read_table(ray_out / "metadata" / f"{shard}.parquet")
+        local_table = pq.read_table(local_out / "metadata" / f"{shard}.parquet")
+        assert ray_table.equals(local_table)
+
+
+def test_another_config_into_the_same_output_needs_overwrite(corpus, tmp_path):
+    shard = str(corpus / "shards" / "sample-000000.tar")
+    out = tmp_path / "out"
+    assert motionpipe("annotate", shard, str(out), "--local").returncode == 0
+    refused = motionpipe("annotate", shard, str(out), "--local", "--short-side", "128")
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    redone = motionpipe("annotate", shard, str(out), "--local", "--short-side", "128", "--overwrite")
+    assert redone.returncode == 0 and "1 annotated" in redone.stdout
+    assert set(read_metadata(out).column("proc_height").to_pylist()) == {128}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["annotate", "/nonexistent/shards", "/tmp/out"], "does not exist"),
+        (["annotate", "{shard}", "{out}", "--set", "flow.dis_preset=turbo"], "dis_preset"),
+        (["inspect", "/nonexistent/out"], "not a motionpipe run"),
+        (["sample-data", "{out}", "--width", "161"], "even"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
+    args = [a.format(shard=corpus / "shards" / "sample-000000.tar", out=tmp_path / "o") for a in args]
+    done = motionpipe(*args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+@pytest.mark.parametrize("command", ["annotate", "sample-data", "inspect"])
+def test_help_documents_each_command(command):
+    done = motionpipe(command, "--help")
+    assert done.returncode == 0 and "usage: motionpipe " + command in done.stdout

@@ -1,0 +1,102 @@
+"""The decode stage on real encoded clips: containers, sampling, resizing, captions, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import clip_record, make_clip
+from pipeline.synthetic_video import Scene
+from stages.decode import DecodeConfig, DecodeStage, processing_size
+
+
+@pytest.fixture(scope="module")
+def decode() -> DecodeStage:
+    stage = DecodeStage(DecodeConfig())
+    stage.setup()
+    return stage
+
+
+@pytest.fixture(scope="module")
+def pan_clip() -> bytes:
+    return make_clip(Scene(seed=1, pan=(10.0, 0.0)))
+
+
+def decoded(stage: DecodeStage, payload: bytes, extension: str = "mp4", **extra: bytes):
+    clip = clip_record(payload, extension, **extra)
+    stage.process([clip])
+    return clip
+
+
+@pytest.mark.parametrize("container, codec", [("mp4", "libx264"), ("mkv", "libx264"), ("avi", "mpeg4"), ("mov", "libx264")])
+def test_decord_decodes_common_containers(decode, container, codec):
+    clip = decoded(decode, make_clip(Scene(seed=2), container=container, codec=codec, seconds=2.0), container)
+    assert clip.ok, clip.error_detail
+    assert clip.fields["decode_backend"] == "decord"
+    assert clip.fields["codec"] == {"libx264": "h264", "mpeg4": "mpeg4"}[codec]
+    assert clip.video.frames.shape == (16, 256, 341, 3)
+    assert clip.video.frames.dtype == np.uint8
+
+
+def test_webm_av1_that_decord_cannot_read_falls_back_to_pyav(decode):
+    clip = decoded(decode, make_clip(Scene(seed=3), width=128, height=96, container="mkv", codec="libsvtav1"), "webm")
+    assert clip.ok, clip.error_detail
+    assert clip.fields["decode_backend"] == "pyav"
+    assert clip.fields["codec"] == "av1"
+    assert clip.video.frames.shape[1:] == (256, 341, 3)
+
+
+def test_samples_at_fps_target_and_pairs_one_native_frame_apart(decode, pan_clip):
+    clip = decoded(decode, pan_clip)
+    video = clip.video
+    np.testing.assert_allclose(np.diff(video.frame_times_s), 1 / 8, atol=1e-3)
+    np.testing.assert_allclose(video.pair_dt_s, 1 / 24, atol=1e-3)
+    assert video.pairs.shape == (8, 2, 256, 341, 3)
+    assert clip.fields["frames_used"] == 16
+    assert clip.fields["window_s"] == pytest.approx(15 / 8, abs=1e-3)
+    assert (clip.fields["width"], clip.fields["height"], clip.fields["fps"]) == (320, 240, 24.0)
+    assert clip.fields["num_frames"] == 60
+
+
+def test_high_frame_rate_pairs_are_two_frames_apart(decode):
+    clip = decoded(decode, make_clip(Scene(seed=4, pan=(10.0, 0.0)), fps=60, seconds=2.0))
+    np.testing.assert_allclose(clip.video.pair_dt_s, 2 / 60, atol=1e-3)
+
+
+def test_portrait_and_tiny_clips_resize_short_side_keeping_aspect(decode):
+    portrait = decoded(decode, make_clip(Scene(seed=5), width=240, height=320, seconds=1.0))
+    assert (portrait.fields["proc_width"], portrait.fields["proc_height"]) == (256, 341)
+    tiny = decoded(decode, make_clip(Scene(seed=5), width=176, height=144, seconds=1.0))
+    assert (tiny.fields["proc_width"], tiny.fields["proc_height"]) == processing_size(176, 144, 256) == (313, 256)
+
+
+def test_caption_from_txt_or_json(decode, pan_clip):
+    assert decoded(decode, pan_clip, txt=b"a dog runs\n").fields["caption"] == "a dog runs"
+    assert decoded(decode, pan_clip, json=json.dumps({"caption": "a cat"}).encode()).fields["caption"] == "a cat"
+    assert decoded(decode, pan_clip, json=b"{not json").fields["caption"] is None
+    assert decoded(decode, pan_clip).fields["caption"] is None
+
+
+def test_bad_inputs_become_error_rows_with_specific_reasons(decode, pan_clip):
+    one_frame = make_clip(Scene(seed=6), seconds=1 / 24)
+    cases = {
+        "decode:empty": clip_record(b""),
+        "decode:unreadable": clip_record(b"this is not a video at all" * 50),
+        "decode:truncated": clip_record(pan_clip[: len(pan_clip) // 2]),
+        "decode:too_few_frames": clip_record(one_frame),
+        "input:no_video": clip_record(b"just a caption", "txt"),
+    }
+    decode.process(list(cases.values()))
+    for reason, clip in cases.items():
+        assert (clip.status, clip.error) == ("error", reason), clip.error_detail
+        assert clip.error_detail
+    assert cases["decode:too_few_frames"].fields["decode_backend"] == "decord"
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="max_frames"):
+        DecodeConfig(max_frames=1)
+    with pytest.raises(ValueError, match="short_side"):
+        DecodeConfig(short_side=4)
+    with pytest.raises(ValueError, match="fps_target"):
+        DecodeConfig(fps_target=0)

@@ -1,0 +1,84 @@
+"""Known-answer tests of the motion statistics on real encoded synthetic clips (units: %diag/s)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import clip_record, make_clip
+from pipeline.synthetic_video import Scene, SceneObject
+from stages.decode import DecodeConfig, DecodeStage
+from stages.flow_stats import FlowConfig, FlowStatsStage
+from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
+
+MOVING_OBJECT = SceneObject(start=(0.35, 0.5), radius=0.22, velocity=(12.0, 4.0))
+
+
+@pytest.fixture(scope="module")
+def stages():
+    decode, flow = DecodeStage(DecodeConfig()), FlowStatsStage(FlowConfig())
+    decode.setup()
+    flow.setup()
+    return decode, flow
+
+
+def annotate(stages, payload: bytes) -> dict:
+    clip = clip_record(payload)
+    for stage in stages:
+        stage.process([clip])
+    assert clip.ok, clip.error_detail
+    return clip.fields
+
+
+def test_units_are_percent_of_diagonal_per_second():
+    flow = np.zeros((30, 40, 2), np.float32)
+    flow[..., 0] = 5.0  # 5 px over a 50 px diagonal in 0.1 s
+    np.testing.assert_allclose(speed_pct_diag_per_s(flow, 0.1), 100.0)
+    assert MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S == pytest.approx(100 / math.hypot(320, 512) * 8)
+
+
+@pytest.mark.parametrize("px_per_frame, direction", [(1.0, (1, 0)), (3.0, (-1, 0)), (2.0, (0, 1))])
+def test_translating_texture_reads_its_speed_within_10_percent(stages, px_per_frame, direction):
+    fps, width, height = 24.0, 320, 240
+    expected = 100 * px_per_frame * fps / math.hypot(width, height)
+    pan = (expected * direction[0], expected * direction[1])
+    fields = annotate(stages, make_clip(Scene(seed=11, pan=pan), width, height, fps))
+    assert fields["flow_mean"] == pytest.approx(expected, rel=0.10)
+    assert fields["flow_p50"] == pytest.approx(expected, rel=0.10)
+    assert fields["motion_fraction"] > 0.99
+    assert not fields["static_clip"]
+
+
+def test_static_clip_has_no_motion(stages):
+    fields = annotate(stages, make_clip(Scene(seed=12)))
+    assert fields["motion_fraction"] < 0.01
+    assert fields["flow_mean"] < 0.1 * MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+    assert fields["static_clip"]
+
+
+def test_moving_object_on_a_static_background(stages):
+    fields = annotate(stages, make_clip(Scene(seed=13, objects=(MOVING_OBJECT,))))
+    assert fields["flow_p50"] < MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+    assert fields["flow_max"] == pytest.approx(MOVING_OBJECT.speed, rel=0.15)
+    # the mask holds the disc's path over the window: more than the disc, far less than the frame
+    disc_area = math.pi * (0.22 * 240) ** 2 / (320 * 240)
+    assert disc_area < fields["motion_fraction"] < 0.6
+
+
+def test_same_scene_reads_the_same_at_other_resolutions_and_frame_rates(stages):
+    scene = Scene(seed=14, pan=(8.0, -3.0), objects=(MOVING_OBJECT,))
+    renders = {(320, 240, 24.0): None, (640, 480, 24.0): None, (320, 240, 12.0): None, (320, 240, 30.0): None}
+    for width, height, fps in renders:
+        renders[width, height, fps] = annotate(stages, make_clip(scene, width, height, fps))
+    reference = renders[320, 240, 24.0]
+    for variant, fields in renders.items():
+        assert fields["flow_mean"] == pytest.approx(reference["flow_mean"], rel=0.10), variant
+        assert fields["flow_p95"] == pytest.approx(reference["flow_p95"], rel=0.10), variant
+        assert fields["motion_fraction"] == pytest.approx(reference["motion_fraction"], abs=0.05), variant
+
+
+def test_flow_config_is_validated():
+    with pytest.raises(ValueError, match="dis_preset"):
+        FlowConfig(dis_preset="turbo")
+    with pytest.raises(ValueError, match="backend"):
+        FlowConfig(backend="raft_large")
