@@ -1,4 +1,6 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,13 @@ def test_hash_covers_annotation_settings_only():
     assert build_config(overrides=["execution.workers=7", "execution.batch_size=1"]).config_hash() == base.config_hash()
     assert build_config(overrides=["decode.short_side=320"]).config_hash() != base.config_hash()
     json.dumps(RunConfig().annotation_dict())  # serialisable as saved in run.json
+
+
+def test_readme_config_example_loads_and_shows_the_defaults(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.yaml").write_text(example)
+    loaded, defaults = dataclasses.asdict(build_config(tmp_path / "example.yaml")), dataclasses.asdict(RunConfig())
+    for section, values in defaults.items():
+        for name, value in values.items():
+            assert loaded[section][name] == (pytest.approx(value, rel=1e-4) if isinstance(value, float) else value)

