@@ -14,7 +14,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.config import RunConfig
 from pipeline.run_outputs import SHARD_DONE, RunLayout, write_json_atomically
-from pipeline.shard_reader import resolve_shards, shard_name
+from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import Progress, RunIdentity, ShardSummary, annotate_in_process
 from schemas.metadata import SCHEMA_VERSION
 
@@ -77,7 +77,7 @@ def check_config_matches(layout: RunLayout, config: RunConfig) -> None:
 
 
 def annotate(
-    inputs: list[str],
+    shard_paths: list[str],
     out_dir: str | Path,
     config: RunConfig,
     progress: Progress,
@@ -86,8 +86,7 @@ def annotate(
     address: str | None = None,
     overwrite: bool = False,
 ) -> AnnotateResult:
-    """Annotate every shard of ``inputs`` not already done with this config."""
-    shard_paths = resolve_shards(inputs)
+    """Annotate every shard not already done with this config (paths from ``resolve_shards``)."""
     layout = RunLayout(Path(out_dir))
     if not overwrite:
         check_config_matches(layout, config)

@@ -129,14 +129,14 @@ def run_annotate(args: argparse.Namespace) -> int:
 
     try:
         config = build_config(args.config, cli_overrides(args))
-        shard_count = len(resolve_shards(args.inputs))
+        shard_paths = resolve_shards(args.inputs)
     except (ValueError, FileNotFoundError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
         return EXIT_USAGE
-    progress = TqdmProgress(shard_count)
+    progress = TqdmProgress(len(shard_paths))
     try:
         result = annotate(
-            args.inputs, args.out, config, progress, local=args.local, address=args.address, overwrite=args.overwrite
+            shard_paths, args.out, config, progress, local=args.local, address=args.address, overwrite=args.overwrite
         )
     except ConfigMismatchError as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)

@@ -27,8 +27,11 @@ def read_metadata(out_dir: str | Path) -> pa.Table:
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -43,7 +46,8 @@ def summarize_run(out_dir: str | Path) -> str:
     failed = {name: entry for name, entry in manifest.items() if entry.get("status") != SHARD_DONE}
     done = len(manifest) - len(failed)
     lines = [
-        f"run {out_dir}: motionpipe {run['motionpipe_version']}, config {run['config_hash']}, started {run['started_at']}",
+        f"run {out_dir}: motionpipe {run['motionpipe_version']}, config {run['config_hash']}, "
+        f"started {run['started_at']}",
         f"shards: {len(run['inputs'])} inputs, {done} done, {len(failed)} failed, "
         f"{len(run['inputs']) - len(manifest)} not started",
     ]

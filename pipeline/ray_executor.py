@@ -69,7 +69,8 @@ def connect(address: str | None) -> bool:
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # "local" always starts a fresh instance, never joins a cluster found through `ray start`.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     return True
 
 

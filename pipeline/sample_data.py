@@ -55,7 +55,12 @@ def make_scene(index: int, rng: np.random.Generator, spec: SampleSpec) -> Scene:
         "pan_left": (-speed, 0.0), "pan_right": (speed, 0.0), "tilt_up": (0.0, -speed), "tilt_down": (0.0, speed),
     }.get(camera, (0.0, 0.0))
     zoom = {"zoom_in": 1.0, "zoom_out": -1.0}.get(camera, 0.0) * float(rng.uniform(*ZOOM_RATE_RANGE))
-    ranges = {"none": [], "slow": [SLOW_OBJECT_RANGE], "fast": [FAST_OBJECT_RANGE], "two": [SLOW_OBJECT_RANGE, FAST_OBJECT_RANGE]}
+    ranges = {
+        "none": [],
+        "slow": [SLOW_OBJECT_RANGE],
+        "fast": [FAST_OBJECT_RANGE],
+        "two": [SLOW_OBJECT_RANGE, FAST_OBJECT_RANGE],
+    }
     objects = tuple(_moving_object(rng, speed_range, pan, spec) for speed_range in ranges[objects_kind])
     return Scene(seed=int(rng.integers(2**31)), pan=pan, zoom_rate=zoom, objects=objects)
 
@@ -69,10 +74,9 @@ def _moving_object(
     velocity = (speed * math.cos(angle), speed * math.sin(angle))
     diag = math.hypot(spec.width, spec.height)
     frame_units = (100 * spec.width / diag, 100 * spec.height / diag)
-    start = tuple(
-        float(np.clip(0.5 - (velocity[i] - pan[i]) * spec.seconds / 2 / frame_units[i] + rng.uniform(-0.1, 0.1), 0.15, 0.85))
-        for i in range(2)
-    )
+    # centre the on-screen path (object minus camera velocity) in the frame, with some jitter
+    middle = [0.5 - (velocity[i] - pan[i]) * spec.seconds / 2 / frame_units[i] for i in range(2)]
+    start = tuple(float(np.clip(m + rng.uniform(-0.1, 0.1), 0.15, 0.85)) for m in middle)
     return SceneObject(start=start, radius=float(rng.uniform(0.12, 0.22)), velocity=velocity)
 
 
@@ -113,7 +117,7 @@ def write_sample_data(
             caption = f"synthetic {info['camera_type']} camera, {len(scene.objects)} moving object(s)"
             samples.append({"__key__": key, "mp4": encode_video(frames, spec.fps), "json": {"caption": caption}})
             truth[key] = info
-        write_atomically(shard_path, lambda temp: _write_tar(temp, samples))
+        write_atomically(shard_path, lambda temp, samples=samples: _write_tar(temp, samples))
     write_json_atomically(out / "ground_truth.json", {"units": "%diag/s; zoom_rate in 1/s", "clips": truth})
     return truth
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
 
 from pipeline.config import RunConfig
 from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, RunLayout
@@ -97,9 +98,7 @@ class ShardAnnotator:
                 if on_clips is not None:
                     on_clips(len(clips) - errors, errors)
         except ShardReadError as error:
-            summary = ShardSummary(
-                shard_path, name, SHARD_FAILED, len(rows), 0, time.monotonic() - started, str(error)
-            )
+            summary = ShardSummary(shard_path, name, SHARD_FAILED, 0, 0, time.monotonic() - started, str(error))
             self.layout.record_failed_shard(name, self._manifest_entry(summary))
             return summary
         errors = sum(row["status"] != "ok" for row in rows)
@@ -115,7 +114,7 @@ class ShardAnnotator:
                 raise RuntimeError(f"stage {stage.name} changed the clips of a batch: rows would be lost")
 
     def _row(self, clip: ClipRecord) -> dict[str, Any]:
-        row = {
+        return {
             "key": clip.key,
             "shard": clip.shard,
             "status": clip.status,
@@ -125,8 +124,6 @@ class ShardAnnotator:
             "config_hash": self.identity.config_hash,
             **clip.fields,
         }
-        clip.release_payloads()
-        return row
 
     def _manifest_entry(self, summary: ShardSummary) -> dict[str, Any]:
         return {

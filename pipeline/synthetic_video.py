@@ -134,7 +134,7 @@ class SceneRenderer:
             )
 
         out = warp(self.background, (0.0, 0.0), self.canvas_origin).astype(np.float32)
-        for obj, sprite in zip(scene.objects, self.sprites):
+        for obj, sprite in zip(scene.objects, self.sprites, strict=True):
             half = sprite.shape[0] / 2
             layer = warp(sprite, self.object_centre(obj, t), (half, half)).astype(np.float32)
             alpha = layer[..., 3:] / 255.0

@@ -37,7 +37,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("error_detail", pa.string(), "Human-readable detail of the error; null when ok."),
     Column("pipeline_version", pa.string(), "motionpipe version that wrote the row.", nullable=False),
     Column("config_hash", pa.string(), "Hash of the annotation config (see OUT/run.json).", nullable=False),
-    Column("caption", pa.string(), "Caption from KEY.txt, or the first of 'caption', 'text', 'txt' in KEY.json; null if absent."),
+    Column(
+        "caption",
+        pa.string(),
+        "Caption from KEY.txt, or the first of 'caption', 'text', 'txt' in KEY.json; null if absent.",
+    ),
     # video
     Column("decode_backend", pa.string(), "Decoder that produced the frames: 'decord' or 'pyav'."),
     Column("codec", pa.string(), "Video codec name as reported by the container."),

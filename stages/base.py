@@ -82,11 +82,6 @@ class ClipRecord:
         self.error = reason
         self.error_detail = detail or None
 
-    def release_payloads(self) -> None:
-        """Drop the bytes and frames once the row is built, so batches do not pile up memory."""
-        self.members = {}
-        self.video = None
-
 
 class Stage(ABC):
     """One processing step. ``__init__`` is cheap and picklable; ``setup`` loads models once per worker."""

@@ -54,7 +54,10 @@ class FlowStatsStage(Stage):
             raise RuntimeError("FlowStatsStage.setup() must run before process()")
         video = clip.video
         speeds = np.stack(
-            [speed_pct_diag_per_s(self._flow.flow(first, second), dt) for (first, second), dt in zip(video.pairs, video.pair_dt_s)]
+            [
+                speed_pct_diag_per_s(self._flow.flow(first, second), dt)
+                for (first, second), dt in zip(video.pairs, video.pair_dt_s, strict=True)
+            ]
         )
         mean_speed_map = speeds.mean(axis=0)
         p50, p95, peak = np.percentile(speeds, [50, 95, FLOW_MAX_PERCENTILE])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,8 +27,8 @@ class VideoFrames:
     frames: list[np.ndarray]  # RGB uint8, resized
     times_s: np.ndarray  # presentation time of each frame
     fps: float
-    width: int  # source size
-    height: int
+    width: int | None  # source size; None when no frame decoded
+    height: int | None
     num_frames: int | None  # declared by the container
     duration_s: float | None
     codec: str | None
@@ -52,7 +52,8 @@ def decode_with_decord(data: bytes, frame_limit: FrameLimit, resize: Resize, thr
     fps = float(reader.get_avg_fps())
     declared = len(reader)
     count = min(declared, frame_limit(fps))
-    frames, height, width = [], 0, 0
+    frames: list[np.ndarray] = []
+    height = width = None
     for _ in range(count):
         frame = reader.next().asnumpy()
         height, width = frame.shape[:2]

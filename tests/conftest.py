@@ -6,7 +6,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -17,7 +17,8 @@ def test_every_column_is_documented_and_speeds_carry_their_unit():
 
 
 def test_rows_fill_missing_columns_with_null_and_reject_unknown_ones():
-    row = {"key": "k", "shard": "s", "status": "error", "error": "decode:empty", "pipeline_version": "0", "config_hash": "h"}
+    row = {"key": "k", "shard": "s", "status": "error", "error": "decode:empty"}
+    row |= {"pipeline_version": "0", "config_hash": "h"}
     table = rows_to_table([row])
     assert table.num_rows == 1 and table.column("flow_mean").to_pylist() == [None]
     with pytest.raises(KeyError, match="flow_meen"):

@@ -28,7 +28,9 @@ def decoded(stage: DecodeStage, payload: bytes, extension: str = "mp4", **extra:
     return clip
 
 
-@pytest.mark.parametrize("container, codec", [("mp4", "libx264"), ("mkv", "libx264"), ("avi", "mpeg4"), ("mov", "libx264")])
+@pytest.mark.parametrize(
+    "container, codec", [("mp4", "libx264"), ("mkv", "libx264"), ("avi", "mpeg4"), ("mov", "libx264")]
+)
 def test_decord_decodes_common_containers(decode, container, codec):
     clip = decoded(decode, make_clip(Scene(seed=2), container=container, codec=codec, seconds=2.0), container)
     assert clip.ok, clip.error_detail
