@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
-from pipeline.run_outputs import SHARD_FAILED
+from pipeline.run_outputs import SHARD_FAILED, RunLayout
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import (
     Progress,
@@ -21,6 +21,7 @@ from pipeline.shard_runner import (
     ShardAnnotator,
     ShardSummary,
     build_annotation_stages,
+    manifest_entry,
     worker_resources,
 )
 
@@ -92,10 +93,9 @@ def annotate_on_ray(
         count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
         count = min(count, len(shard_paths))
         counter = ray.remote(ClipCounter).options(num_cpus=0).remote()
-        worker_class = ray.remote(ShardWorker).options(
-            num_cpus=resources.cpus, num_gpus=resources.gpus
-        )
+        worker_class = ray.remote(ShardWorker).options(num_cpus=resources.cpus, num_gpus=resources.gpus)
         device = "cuda" if resources.gpus > 0 else "cpu"
+        layout = RunLayout(Path(out_dir))
 
         def new_worker() -> Any:
             return worker_class.remote(config, str(out_dir), identity, counter, device)
@@ -125,6 +125,7 @@ def annotate_on_ray(
                         continue
                     message = f"worker failed {attempts[path]} times: {type(error).__name__}: {error}"
                     summary = ShardSummary(path, shard_name(path), SHARD_FAILED, 0, 0, 0.0, message)
+                    layout.record_failed_shard(summary.name, manifest_entry(summary, identity))
                 progress.shard_done(summary)
                 summaries.append(summary)
         progress.clips(*ray.get(counter.take.remote()))

@@ -54,6 +54,17 @@ class Progress(Protocol):
     def shard_done(self, summary: ShardSummary) -> None: ...
 
 
+def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, Any]:
+    """What OUT/manifest/SHARD.json records about a shard's outcome."""
+    return {
+        **asdict(summary),
+        "config_hash": identity.config_hash,
+        "pipeline_version": identity.pipeline_version,
+        "schema_version": SCHEMA_VERSION,
+        "finished_at": time.time(),
+    }
+
+
 def build_annotation_stages(config: RunConfig) -> list[Stage]:
     """The stages of an annotate run, in order."""
     return [DecodeStage(config.decode), FlowStatsStage(config.flow)]
@@ -99,11 +110,11 @@ class ShardAnnotator:
                     on_clips(len(clips) - errors, errors)
         except ShardReadError as error:
             summary = ShardSummary(shard_path, name, SHARD_FAILED, 0, 0, time.monotonic() - started, str(error))
-            self.layout.record_failed_shard(name, self._manifest_entry(summary))
+            self.layout.record_failed_shard(name, manifest_entry(summary, self.identity))
             return summary
         errors = sum(row["status"] != "ok" for row in rows)
         summary = ShardSummary(shard_path, name, SHARD_DONE, len(rows), errors, time.monotonic() - started)
-        self.layout.write_shard(name, rows_to_table(rows), self._manifest_entry(summary))
+        self.layout.write_shard(name, rows_to_table(rows), manifest_entry(summary, self.identity))
         return summary
 
     def _run_stages(self, clips: list[ClipRecord]) -> None:
@@ -123,15 +134,6 @@ class ShardAnnotator:
             "pipeline_version": self.identity.pipeline_version,
             "config_hash": self.identity.config_hash,
             **clip.fields,
-        }
-
-    def _manifest_entry(self, summary: ShardSummary) -> dict[str, Any]:
-        return {
-            **asdict(summary),
-            "config_hash": self.identity.config_hash,
-            "pipeline_version": self.identity.pipeline_version,
-            "schema_version": SCHEMA_VERSION,
-            "finished_at": time.time(),
         }
 
 
