@@ -87,6 +87,7 @@ def annotate(
     overwrite: bool = False,
 ) -> AnnotateResult:
     """Annotate every shard not already done with this config (paths from ``resolve_shards``)."""
+    config.flow.check_weights()
     layout = RunLayout(Path(out_dir))
     if not overwrite:
         check_config_matches(layout, config)

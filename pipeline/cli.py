@@ -80,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--max-frames", type=int, help="sampled frames per clip (default 16)")
     annotate.add_argument("--short-side", type=int, help="processing short side in px (default 256)")
     annotate.add_argument("--workers", type=int, help="parallel shard workers (default: one per CPU)")
+    annotate.add_argument(
+        "--flow-backend", choices=["dis", "farneback", "raft_small", "raft_large"], help="optical flow (default dis)"
+    )
+    annotate.add_argument("--flow-weights", metavar="PATH", help="RAFT state dict (.pth or .safetensors)")
+    annotate.add_argument(
+        "--allow-random-weights", action="store_true",
+        help="run RAFT without weights: for tests only, every row's flow_backend says '+random-weights'",
+    )
+    annotate.add_argument(
+        "--conditions", metavar="LIST",
+        help="conditions to write to OUT/conditions: all (default), none, or a comma list of motion_mask, heatmap, "
+        "dense_tracks, region_trajectories, sparse_tracks",
+    )
     engine = annotate.add_mutually_exclusive_group()
     engine.add_argument("--local", action="store_true", help="run in this process, without Ray")
     engine.add_argument("--address", help="address of a running Ray cluster, e.g. 'auto' (default: start a local one)")
@@ -118,6 +131,10 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
         "decode.max_frames": args.max_frames,
         "decode.short_side": args.short_side,
         "execution.workers": args.workers,
+        "flow.backend": args.flow_backend,
+        "flow.weights": args.flow_weights,
+        "flow.allow_random_weights": True if args.allow_random_weights else None,
+        "conditions.include": args.conditions,
     }
     return [f"{name}={value}" for name, value in flags.items() if value is not None] + args.overrides
 
@@ -126,6 +143,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     from pipeline.annotate import ConfigMismatchError, annotate
     from pipeline.config import build_config
     from pipeline.shard_reader import resolve_shards
+    from pipeline.ray_executor import InsufficientResourcesError
+    from stages.flow_backends import MissingWeightsError
 
     try:
         config = build_config(args.config, cli_overrides(args))
@@ -138,7 +157,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         result = annotate(
             shard_paths, args.out, config, progress, local=args.local, address=args.address, overwrite=args.overwrite
         )
-    except ConfigMismatchError as error:
+    except (ConfigMismatchError, MissingWeightsError, InsufficientResourcesError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
         return EXIT_USAGE
     finally:

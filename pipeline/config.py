@@ -17,8 +17,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from stages.conditions import ConditionsConfig
 from stages.decode import DecodeConfig
-from stages.flow_stats import FlowConfig
+from stages.flow import FlowConfig
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,16 @@ class RunConfig:
 
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def annotation_dict(self) -> dict[str, Any]:
         """The sections that determine the outputs."""
-        return {"decode": dataclasses.asdict(self.decode), "flow": dataclasses.asdict(self.flow)}
+        return {
+            "decode": dataclasses.asdict(self.decode),
+            "flow": dataclasses.asdict(self.flow),
+            "conditions": dataclasses.asdict(self.conditions),
+        }
 
     def config_hash(self) -> str:
         canonical = json.dumps(self.annotation_dict(), sort_keys=True)

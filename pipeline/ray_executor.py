@@ -29,6 +29,10 @@ POLL_INTERVAL_S = 0.25
 SHARD_ATTEMPTS = 2  # a shard whose worker dies is retried on a fresh worker once
 
 
+class InsufficientResourcesError(RuntimeError):
+    """The cluster cannot host even one shard worker."""
+
+
 class ClipCounter:
     """Collects per-clip progress from workers until the driver takes it."""
 
@@ -89,7 +93,13 @@ def annotate_on_ray(
     started_here = connect(address)
     try:
         resources = worker_resources(build_annotation_stages(config))
-        cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+        cluster = ray.cluster_resources()
+        if resources.gpus > cluster.get("GPU", 0.0):
+            raise InsufficientResourcesError(
+                f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
+                "set --set flow.device=cpu, or run on a cluster with GPUs"
+            )
+        cluster_cpus = cluster.get("CPU", 1.0)
         count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
         count = min(count, len(shard_paths))
         counter = ray.remote(ClipCounter).options(num_cpus=0).remote()

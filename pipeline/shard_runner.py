@@ -14,12 +14,14 @@ from typing import Any, Protocol
 from collections.abc import Callable, Iterable, Iterator
 
 from pipeline.config import RunConfig
-from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, RunLayout
+from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout
 from pipeline.shard_reader import ShardReadError, iter_samples, shard_name
 from schemas.metadata import SCHEMA_VERSION, rows_to_table
 from stages.base import ClipRecord, Resources, Stage
+from stages.conditions import ConditionsStage
 from stages.decode import DecodeStage
-from stages.flow_stats import FlowStatsStage
+from stages.dense_tracks import DenseTracksStage
+from stages.flow import FlowStage
 
 ClipCounts = Callable[[int, int], None]
 """Called with (ok, errors) after each batch of clips, for progress display."""
@@ -67,7 +69,13 @@ def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, An
 
 def build_annotation_stages(config: RunConfig) -> list[Stage]:
     """The stages of an annotate run, in order."""
-    return [DecodeStage(config.decode), FlowStatsStage(config.flow)]
+    wants_tracks = config.conditions.needs_tracks
+    stages: list[Stage] = [DecodeStage(config.decode, keep_chain=wants_tracks), FlowStage(config.flow)]
+    if wants_tracks:
+        stages.append(DenseTracksStage())
+    if config.conditions.names:
+        stages.append(ConditionsStage(config.conditions, config.flow.mask_threshold))
+    return stages
 
 
 def worker_resources(stages: Iterable[Stage]) -> Resources:
@@ -100,21 +108,28 @@ class ShardAnnotator:
         started = time.monotonic()
         name = shard_name(shard_path)
         rows: list[dict[str, Any]] = []
+        conditions = ConditionsTar(self.layout.conditions_path(name)) if self.config.conditions.names else None
         try:
             for samples in batched(iter_samples(shard_path), self.config.execution.batch_size):
                 clips = [ClipRecord(s.key, shard_path, s.payloads, s.member_names) for s in samples]
                 self._run_stages(clips)
                 rows.extend(self._row(clip) for clip in clips)
+                if conditions is not None:
+                    for clip in clips:
+                        if clip.ok:
+                            conditions.add(clip.key, clip.conditions)
                 errors = sum(not clip.ok for clip in clips)
                 if on_clips is not None:
                     on_clips(len(clips) - errors, errors)
+            errors = sum(row["status"] != "ok" for row in rows)
+            summary = ShardSummary(shard_path, name, SHARD_DONE, len(rows), errors, time.monotonic() - started)
+            self.layout.write_shard(name, rows_to_table(rows), manifest_entry(summary, self.identity), conditions)
         except ShardReadError as error:
             summary = ShardSummary(shard_path, name, SHARD_FAILED, 0, 0, time.monotonic() - started, str(error))
             self.layout.record_failed_shard(name, manifest_entry(summary, self.identity))
-            return summary
-        errors = sum(row["status"] != "ok" for row in rows)
-        summary = ShardSummary(shard_path, name, SHARD_DONE, len(rows), errors, time.monotonic() - started)
-        self.layout.write_shard(name, rows_to_table(rows), manifest_entry(summary, self.identity))
+        finally:
+            if conditions is not None:
+                conditions.discard()  # no-op once published
         return summary
 
     def _run_stages(self, clips: list[ClipRecord]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SPEED_UNIT = "%diag/s"
 
 
@@ -74,6 +74,19 @@ COLUMNS: tuple[Column, ...] = (
         "fraction",
     ),
     Column("static_clip", pa.bool_(), "True when flow_p95 is below the mask threshold: nothing visibly moves."),
+    # dense tracks and conditions
+    Column("tracks_backend", pa.string(), "How dense tracks were made: 'flow_chain' (chained flow); null if none."),
+    Column(
+        "visible_fraction",
+        pa.float32(),
+        "Fraction of dense tracks from the first sample still visible at the last (MotionPro's M_g area).",
+        "fraction",
+    ),
+    Column(
+        "conditions",
+        pa.list_(pa.string()),
+        "Conditions stored for this clip in OUT/conditions/SHARD.tar (KEY.npz); null when none.",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in COLUMNS)
@@ -108,5 +121,6 @@ def describe_columns() -> str:
     """Markdown table of the columns, for docs and ``--help``."""
     lines = ["| column | type | unit | meaning |", "| --- | --- | --- | --- |"]
     for column in COLUMNS:
-        lines.append(f"| `{column.name}` | {column.type} | {column.unit or ''} | {column.doc} |")
+        kind = str(column.type).replace("item: ", "")
+        lines.append(f"| `{column.name}` | {kind} | {column.unit or ''} | {column.doc} |")
     return "\n".join(lines)

@@ -42,20 +42,49 @@ class ClipError(Exception):
 class DecodedVideo:
     """Frames at processing size, as the decode stage leaves them for later stages.
 
-    ``frames`` are the clip's samples at ``fps_target``; ``pairs`` are closely spaced frame
-    pairs (at most ``1/24 s`` apart) at anchor times spread over the sampled window, on which
-    motion is measured; ``pair_dt_s`` is the time between the two frames of each pair.
+    ``frames`` holds every frame some stage needs, in source order; the other arrays are positions
+    into it: ``samples`` at ``fps_target``; ``pairs``, closely spaced (at most 1/24 s apart) at anchor
+    times spread over the sampled window, on which motion is measured; ``chain``, the closely spaced
+    frames that dense tracks are chained through (empty when no tracks are built).
     """
 
-    frames: np.ndarray  # uint8[T, H, W, 3], RGB
-    frame_times_s: np.ndarray  # float64[T]
-    pairs: np.ndarray  # uint8[P, 2, H, W, 3], RGB
-    pair_dt_s: np.ndarray  # float64[P]
+    frames: np.ndarray  # uint8[N, H, W, 3], RGB
+    indices: np.ndarray  # int[N], source frame numbers
+    times_s: np.ndarray  # float64[N], presentation times
+    fps: float
+    samples: np.ndarray  # int[T]
+    pairs: np.ndarray  # int[P, 2]
+    chain: np.ndarray  # int[C]
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the processing frames."""
         return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+    def interval_s(self, first: int, second: int) -> float:
+        """Seconds from frame ``first`` to ``second`` (positions); nominal fps if timestamps are unusable."""
+        interval = float(self.times_s[second] - self.times_s[first])
+        if np.isfinite(interval) and interval != 0:
+            return interval
+        return float(self.indices[second] - self.indices[first]) / self.fps
+
+
+@dataclass
+class MotionFlows:
+    """What the flow stage measured, kept in the worker for later stages (too large to ship)."""
+
+    mean_speed: np.ndarray  # float32[H, W], %diag/s averaged over the measuring pairs
+    chain_forward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k] -> chain[k+1]
+    chain_backward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k+1] -> chain[k]
+    chain_dt_s: np.ndarray  # float64[C-1]
+
+
+@dataclass
+class DenseTracks:
+    """Motion fields from the first sample to every sample, f(0->i), with per-pixel visibility."""
+
+    displacement: np.ndarray  # float32[T, H, W, 2], px at processing size
+    visibility: np.ndarray  # bool[T, H, W]; False from the first failed forward-backward check on
 
 
 @dataclass
@@ -71,6 +100,9 @@ class ClipRecord:
     error: str | None = None
     error_detail: str | None = None
     video: DecodedVideo | None = None
+    motion: MotionFlows | None = None
+    tracks: DenseTracks | None = None
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -87,7 +119,7 @@ class Stage(ABC):
     """One processing step. ``__init__`` is cheap and picklable; ``setup`` loads models once per worker."""
 
     name: ClassVar[str]
-    resources: ClassVar[Resources] = Resources()
+    resources: Resources = Resources()  # a class default; stages whose needs depend on config set it per instance
 
     def setup(self, device: str = "cpu") -> None:
         """Load heavy dependencies and weights; called once per worker before any batch."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -99,8 +98,9 @@ class DecodeStage(Stage):
     name: ClassVar[str] = "decode"
     resources: ClassVar[Resources] = Resources(cpus=1.0)
 
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, keep_chain: bool = False) -> None:
         self.config = config
+        self.keep_chain = keep_chain
 
     def setup(self, device: str = "cpu") -> None:
         quiet_decoder_logs()
@@ -128,28 +128,30 @@ class DecodeStage(Stage):
         if len(video.frames) < 2:
             raise ClipError("decode:too_few_frames", f"{len(video.frames)} frame(s) decoded; motion needs 2")
         plan = plan_sampling(
-            len(video.frames), video.fps, cfg.fps_target, cfg.max_frames, cfg.flow_pairs, cfg.max_pair_gap_s
+            len(video.frames),
+            video.fps,
+            cfg.fps_target,
+            cfg.max_frames,
+            cfg.flow_pairs,
+            cfg.max_pair_gap_s,
+            chain=self.keep_chain,
         )
-        frames = np.stack([video.frames[i] for i in plan.sample_indices])
-        times = video.times_s
-        pair_dt = np.array([pair_interval_s(times, a, b, video.fps) for a, b in plan.pair_indices])
+        kept = plan.all_indices
+        position = {index: i for i, index in enumerate(kept)}
         clip.video = DecodedVideo(
-            frames=frames,
-            frame_times_s=times[list(plan.sample_indices)],
-            pairs=np.stack([np.stack([video.frames[a], video.frames[b]]) for a, b in plan.pair_indices]),
-            pair_dt_s=pair_dt,
+            frames=np.stack([video.frames[i] for i in kept]),
+            indices=np.asarray(kept),
+            times_s=video.times_s[list(kept)],
+            fps=video.fps,
+            samples=np.array([position[i] for i in plan.sample_indices]),
+            pairs=np.array([[position[a], position[b]] for a, b in plan.pair_indices]),
+            chain=np.array([position[i] for i in plan.chain_indices], dtype=int),
         )
+        width, height = clip.video.size
+        first, last = clip.video.samples[0], clip.video.samples[-1]
         clip.fields.update(
-            proc_width=frames.shape[2],
-            proc_height=frames.shape[1],
+            proc_width=width,
+            proc_height=height,
             frames_used=len(plan.sample_indices),
-            window_s=float(times[plan.sample_indices[-1]] - times[plan.sample_indices[0]]),
+            window_s=clip.video.interval_s(first, last),
         )
-
-
-def pair_interval_s(times_s: np.ndarray, first: int, second: int, fps: float) -> float:
-    """Seconds between two frames from their timestamps; the nominal fps if timestamps are unusable."""
-    interval = float(times_s[second] - times_s[first])
-    if math.isfinite(interval) and interval > 0:
-        return interval
-    return (second - first) / fps

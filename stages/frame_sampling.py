@@ -15,10 +15,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """Source frame indices: the samples, and the (first, second) frame of each measuring pair."""
+    """Source frame indices: the samples, the (first, second) frame of each measuring pair, and the
+    tracking chain (samples plus frames at most ``max_pair_gap_s`` apart between them; empty when
+    no tracks are built).
+    """
 
     sample_indices: tuple[int, ...]
     pair_indices: tuple[tuple[int, int], ...]
+    chain_indices: tuple[int, ...] = ()
+
+    @property
+    def all_indices(self) -> tuple[int, ...]:
+        """Every source frame the plan needs, ascending."""
+        needed = set(self.sample_indices) | set(self.chain_indices)
+        needed.update(index for pair in self.pair_indices for index in pair)
+        return tuple(sorted(needed))
 
 
 def pair_step(fps: float, max_pair_gap_s: float) -> int:
@@ -33,9 +44,19 @@ def frames_to_decode(fps: float, fps_target: float, max_frames: int, max_pair_ga
 
 
 def plan_sampling(
-    num_frames: int, fps: float, fps_target: float, max_frames: int, num_pairs: int, max_pair_gap_s: float
+    num_frames: int,
+    fps: float,
+    fps_target: float,
+    max_frames: int,
+    num_pairs: int,
+    max_pair_gap_s: float,
+    chain: bool = False,
 ) -> SamplingPlan:
-    """Sample from the clip start at ``fps_target`` and spread ``num_pairs`` anchors over the samples."""
+    """Sample from the clip start at ``fps_target`` and spread ``num_pairs`` anchors over the samples.
+
+    With ``chain``, also plan the frames that tracks are chained through: closely spaced, so each
+    step's flow stays accurate (DESIGN.md §2), and passing through every sample.
+    """
     if num_frames < 2:
         raise ValueError(f"motion needs at least 2 frames, got {num_frames}")
     samples: list[int] = []
@@ -51,4 +72,7 @@ def plan_sampling(
     for position in anchor_positions.astype(int):
         anchor = samples[position]
         pairs.append((anchor, anchor + step) if anchor + step < num_frames else (anchor - step, anchor))
-    return SamplingPlan(sample_indices=tuple(samples), pair_indices=tuple(pairs))
+    chain_indices: tuple[int, ...] = ()
+    if chain:
+        chain_indices = tuple(sorted(set(samples) | set(range(samples[0], samples[-1] + 1, step))))
+    return SamplingPlan(sample_indices=tuple(samples), pair_indices=tuple(pairs), chain_indices=chain_indices)

@@ -8,7 +8,7 @@ import pytest
 from conftest import clip_record, make_clip
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
-from stages.flow_stats import FlowConfig, FlowStatsStage
+from stages.flow import FlowConfig, FlowStage
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 MOVING_OBJECT = SceneObject(start=(0.35, 0.5), radius=0.22, velocity=(12.0, 4.0))
@@ -16,7 +16,7 @@ MOVING_OBJECT = SceneObject(start=(0.35, 0.5), radius=0.22, velocity=(12.0, 4.0)
 
 @pytest.fixture(scope="module")
 def stages():
-    decode, flow = DecodeStage(DecodeConfig()), FlowStatsStage(FlowConfig())
+    decode, flow = DecodeStage(DecodeConfig()), FlowStage(FlowConfig())
     decode.setup()
     flow.setup()
     return decode, flow
@@ -81,4 +81,6 @@ def test_flow_config_is_validated():
     with pytest.raises(ValueError, match="dis_preset"):
         FlowConfig(dis_preset="turbo")
     with pytest.raises(ValueError, match="backend"):
-        FlowConfig(backend="raft_large")
+        FlowConfig(backend="raft_huge")
+    with pytest.raises(ValueError, match="device"):
+        FlowConfig(device="tpu")

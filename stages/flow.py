@@ -1,0 +1,129 @@
+"""Flow stage: one flow backend per worker measures the clip's motion.
+
+It computes forward flow on the measuring pairs (for the per-clip statistics) and, when tracks
+are built, forward and backward flow along the tracking chain, each frame pair only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stages.base import ClipRecord, MotionFlows, Resources, Stage
+from stages.flow_backends import (
+    DIS_PRESETS,
+    RAFT_VARIANTS,
+    FlowBackend,
+    build_flow_backend,
+    require_raft_weights,
+)
+from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
+
+FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
+FLOW_MAX_PERCENTILE = 99.9
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Optical flow.
+
+    backend: 'dis' (CPU default) | 'farneback' | 'raft_small' | 'raft_large'.
+    dis_preset: 'ultrafast' | 'fast' | 'medium' (accuracy vs speed).
+    weights: RAFT state-dict file (.pth or .safetensors); empty: torchvision's hub cache.
+    allow_random_weights: run RAFT without weights (tests only; rows say '+random-weights').
+    device: 'cpu' | 'cuda'; RAFT on 'cuda' asks the engine for one GPU per worker.
+    batch_size: RAFT pairs per forward pass. precision: 'fp32' | 'fp16' | 'bf16' (autocast on GPU).
+    raft_iterations: RAFT refinement iterations.
+    mask_threshold: MotionPro motion-mask threshold in %diag/s.
+    """
+
+    backend: str = "dis"
+    dis_preset: str = "medium"
+    weights: str = ""
+    allow_random_weights: bool = False
+    device: str = "cpu"
+    batch_size: int = 8
+    precision: str = "fp32"
+    raft_iterations: int = 12
+    mask_threshold: float = MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+
+    def __post_init__(self) -> None:
+        if self.backend not in FLOW_BACKENDS:
+            raise ValueError(f"flow.backend {self.backend!r} unknown; choose one of {FLOW_BACKENDS}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"flow.dis_preset {self.dis_preset!r} unknown; choose one of {sorted(DIS_PRESETS)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"flow.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"flow.precision must be 'fp32', 'fp16' or 'bf16', got {self.precision!r}")
+        if self.batch_size < 1 or self.raft_iterations < 1:
+            raise ValueError("flow.batch_size and flow.raft_iterations must be >= 1")
+        if self.mask_threshold <= 0:
+            raise ValueError(f"flow.mask_threshold must be > 0 %diag/s, got {self.mask_threshold}")
+
+    @property
+    def neural(self) -> bool:
+        return self.backend in RAFT_VARIANTS
+
+    def check_weights(self) -> None:
+        """Fail before any work starts when a neural backend has no weights (MissingWeightsError)."""
+        if self.neural:
+            require_raft_weights(self.backend, self.weights, self.allow_random_weights)
+
+    def build_backend(self) -> FlowBackend:
+        return build_flow_backend(
+            self.backend,
+            self.dis_preset,
+            self.weights,
+            self.allow_random_weights,
+            self.device,
+            self.batch_size,
+            self.precision,
+            self.raft_iterations,
+        )
+
+
+class FlowStage(Stage):
+    """Per-clip speed statistics (resolution- and frame-rate-invariant) and the flows later stages need."""
+
+    name = "flow"
+
+    def __init__(self, config: FlowConfig) -> None:
+        self.config = config
+        self.resources = Resources(cpus=1.0, gpus=1.0 if config.neural and config.device == "cuda" else 0.0)
+        self._backend: FlowBackend | None = None
+
+    def setup(self, device: str = "cpu") -> None:
+        self._backend = self.config.build_backend()
+
+    def process_clip(self, clip: ClipRecord) -> None:
+        if self._backend is None:
+            raise RuntimeError("FlowStage.setup() must run before process()")
+        video = clip.video
+        pairs = [tuple(pair) for pair in video.pairs.tolist()]
+        steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
+        wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
+        firsts, seconds = zip(*wanted, strict=True)
+        computed = self._backend.flow(video.frames[list(firsts)], video.frames[list(seconds)])
+        flows = dict(zip(wanted, computed, strict=True))
+
+        speeds = np.stack([speed_pct_diag_per_s(flows[a, b], video.interval_s(a, b)) for a, b in pairs])
+        mean_speed = speeds.mean(axis=0)
+        p50, p95, peak = np.percentile(speeds, [50, 95, FLOW_MAX_PERCENTILE])
+        clip.motion = MotionFlows(
+            mean_speed=mean_speed,
+            chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
+            chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
+            chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),
+        )
+        clip.fields.update(
+            flow_backend=self._backend.name,
+            flow_pairs=len(pairs),
+            flow_mean=float(speeds.mean()),
+            flow_p50=float(p50),
+            flow_p95=float(p95),
+            flow_max=float(peak),
+            motion_fraction=float((mean_speed > self.config.mask_threshold).mean()),
+            static_clip=bool(p95 < self.config.mask_threshold),
+        )
