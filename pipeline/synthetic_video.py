@@ -62,7 +62,7 @@ class Scene:
         return "complex"
 
 
-def _noise_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+def noise_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Band-limited multi-octave colour noise: rich texture for flow, no detail finer than the render can show."""
     finest_px = FINEST_TEXTURE_UNITS * TEXTURE_PX_PER_UNIT
     texture = np.zeros((height, width, 3), np.float32)
@@ -92,14 +92,14 @@ class SceneRenderer:
             self.frame_units[i] * zoom_out / 2 + abs(scene.pan[i]) * duration_s + 10.0 for i in range(2)
         ]
         self.canvas_origin = (reach[0] * TEXTURE_PX_PER_UNIT, reach[1] * TEXTURE_PX_PER_UNIT)
-        self.background = _noise_texture(rng, int(2 * self.canvas_origin[0]), int(2 * self.canvas_origin[1]))
+        self.background = noise_texture(rng, int(2 * self.canvas_origin[0]), int(2 * self.canvas_origin[1]))
         self.sprites = [self._sprite(rng, obj) for obj in scene.objects]
 
     def _sprite(self, rng: np.random.Generator, obj: SceneObject) -> np.ndarray:
         """RGBA disc with its own tinted texture and an anti-aliased edge."""
         radius_px = obj.radius * min(self.frame_units) * TEXTURE_PX_PER_UNIT
         size = int(2 * radius_px + 4)
-        rgb = _noise_texture(rng, size, size).astype(np.float32)
+        rgb = noise_texture(rng, size, size).astype(np.float32)
         tint = rng.uniform(0.4, 1.6, 3).astype(np.float32)
         rgb = np.clip((rgb - 128) * 1.2 + 128 * tint, 0, 255)
         yy, xx = np.mgrid[0:size, 0:size] + 0.5

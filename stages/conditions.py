@@ -107,14 +107,18 @@ def sample_speed_maps(clip: ClipRecord) -> np.ndarray:
 
 
 def spread_points(score: np.ndarray, eligible: np.ndarray, count: int) -> np.ndarray:
-    """Up to ``count`` (y, x) points with the highest scores, at most one per cell of a grid over the frame."""
+    """Up to ``count`` (y, x) points with the highest scores, one per cell of a grid over the frame.
+
+    Each point is taken from the central half of its cell, so points stay at least half a cell apart.
+    """
     height, width = score.shape
     cell = max(1, int(math.sqrt(height * width / (4 * count))))
+    margin = cell // 4
     masked = np.where(eligible, score, -np.inf)
     best = []
-    for top in range(0, height, cell):
-        for left in range(0, width, cell):
-            block = masked[top : top + cell, left : left + cell]
+    for top in range(margin, height, cell):
+        for left in range(margin, width, cell):
+            block = masked[top : top + cell - 2 * margin, left : left + cell - 2 * margin]
             y, x = np.unravel_index(np.argmax(block), block.shape)
             if np.isfinite(block[y, x]):
                 best.append((block[y, x], top + y, left + x))

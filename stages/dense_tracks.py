@@ -3,7 +3,8 @@ chained through closely spaced flows, with visibility from forward-backward cons
 
 Chaining: f(0->k+1)(x) = f(0->k)(x) + F_k(x + f(0->k)(x)), F_k sampled bilinearly. A track stays
 visible while each step passes the forward-backward check |F + B|^2 < a(|F|^2 + |B|^2) + b and
-lands inside the frame; once it fails it stays invisible (ours: a chained track that crossed an
+lands inside the frame, away from motion boundaries (where smoothed flow drags background
+along with an occluder); once it fails it stays invisible (ours: a chained track that crossed an
 occlusion follows whatever covered it, so it cannot be trusted again). The global visibility mask
 M_g = prod_i M^i is therefore the last frame's mask.
 """
@@ -19,11 +20,19 @@ from stages.base import ClipError, ClipRecord, DenseTracks, Stage
 
 FB_ALPHA = 0.01  # relative tolerance of the forward-backward check
 FB_BETA = 0.5  # absolute tolerance, px^2
+EDGE_ALPHA = 0.01  # motion-boundary check (Sundaram et al. 2010): |grad F|^2 > a |F|^2 + b
+EDGE_BETA = 0.002
 
 
 def sample_field(field: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Bilinear lookup of ``float32[H, W, 2]`` at ``positions`` ``float32[H, W, 2]`` (x, y), edge-clamped."""
     return cv2.remap(field, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def motion_boundary(flow: np.ndarray) -> np.ndarray:
+    """Where the flow changes sharply: tracks there are about to be occluded or dragged by a neighbour."""
+    gradient = sum(cv2.Sobel(flow, cv2.CV_32F, dx, dy, ksize=1) ** 2 for dx, dy in ((1, 0), (0, 1))).sum(axis=-1)
+    return gradient > EDGE_ALPHA * np.sum(flow**2, axis=-1) + EDGE_BETA
 
 
 def chain_tracks(forward: np.ndarray, backward: np.ndarray, record_after: list[int]) -> DenseTracks:
@@ -46,7 +55,8 @@ def chain_tracks(forward: np.ndarray, backward: np.ndarray, record_after: list[i
         tolerance = FB_ALPHA * (np.sum(moved**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
         inside = (landed[..., 0] >= 0) & (landed[..., 0] <= width - 1) & (landed[..., 1] >= 0)
         inside &= landed[..., 1] <= height - 1
-        visible &= (error < tolerance) & inside
+        on_edge = sample_field(motion_boundary(step_forward).astype(np.float32), position) > 0.5
+        visible &= (error < tolerance) & inside & ~on_edge
         displacement = landed - grid
         if step in wanted:
             displacements.append(displacement.copy())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
+import tarfile
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,8 +28,23 @@ BAD_SHARD_REASONS = {
 }
 
 
-def motionpipe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([MOTIONPIPE, *args], capture_output=True, text=True, timeout=timeout)
+def motionpipe(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MOTIONPIPE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def conditions_by_key(tar_path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every npz of a conditions tar, read with tarfile and numpy alone; keys must be unique."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    with tarfile.open(tar_path) as archive:
+        for member in archive.getmembers():
+            assert member.name.endswith(".npz")
+            key = member.name[: -len(".npz")]
+            assert key not in found, f"duplicate conditions for {key}"
+            with np.load(io.BytesIO(archive.extractfile(member).read())) as npz:
+                found[key] = dict(npz)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +52,18 @@ def corpus(tmp_path_factory) -> Path:
     """Two generated shards, one shard of bad clips (plus one good one), and one unreadable tar."""
     root = tmp_path_factory.mktemp("corpus")
     done = motionpipe(
-        "sample-data", str(root), "--shards", "2", "--clips-per-shard", "3",
-        "--width", "160", "--height", "120", "--seconds", "2",
+        "sample-data",
+        str(root),
+        "--shards",
+        "2",
+        "--clips-per-shard",
+        "3",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--seconds",
+        "2",
     )
     assert done.returncode == 0, done.stderr
     good = make_clip(Scene(seed=21, pan=(6.0, 0.0)), 160, 120, seconds=2.0)
@@ -79,6 +108,22 @@ def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
     assert rows["good"]["caption"] == "a good clip among bad ones"
     assert rows["good"]["flow_mean"] == pytest.approx(6.0, rel=0.15)
 
+    for shard in ("sample-000000", "sample-000001", "bad-000000"):
+        ok_keys = {k for k, row in rows.items() if row["status"] == "ok" and row["shard"].endswith(f"/{shard}.tar")}
+        stored = conditions_by_key(out / "conditions" / f"{shard}.tar")
+        assert set(stored) == ok_keys
+        for key in ok_keys:
+            assert rows[key]["conditions"] == [
+                "motion_mask",
+                "heatmap",
+                "dense_tracks",
+                "region_trajectories",
+                "sparse_tracks",
+            ]
+            assert stored[key]["heatmap"].dtype == np.uint8 and stored[key]["motion_mask"].dtype == bool
+    assert rows["truncated"]["conditions"] is None
+    assert not (out / "conditions" / "unreadable-000000.tar").exists()
+
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["decode"]["fps_target"] == 8.0 and run["packages"]["ray"]
     manifest = {p.stem: json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")}
@@ -108,17 +153,49 @@ def test_local_engine_writes_the_same_rows_as_ray(corpus, tmp_path):
         ray_table = pq.read_table(ray_out / "metadata" / f"{shard}.parquet")
         local_table = pq.read_table(local_out / "metadata" / f"{shard}.parquet")
         assert ray_table.equals(local_table)
+        ray_arrays = conditions_by_key(ray_out / "conditions" / f"{shard}.tar")
+        local_arrays = conditions_by_key(local_out / "conditions" / f"{shard}.tar")
+        assert ray_arrays.keys() == local_arrays.keys()
+        for key, arrays in ray_arrays.items():
+            for name, array in arrays.items():
+                np.testing.assert_array_equal(array, local_arrays[key][name])
 
 
 def test_another_config_into_the_same_output_needs_overwrite(corpus, tmp_path):
     shard = str(corpus / "shards" / "sample-000000.tar")
     out = tmp_path / "out"
-    assert motionpipe("annotate", shard, str(out), "--local").returncode == 0
-    refused = motionpipe("annotate", shard, str(out), "--local", "--short-side", "128")
+    assert motionpipe("annotate", shard, str(out), "--local", "--conditions", "none").returncode == 0
+    assert not (out / "conditions").exists()
+    refused = motionpipe("annotate", shard, str(out), "--local", "--short-side", "128", "--conditions", "none")
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
-    redone = motionpipe("annotate", shard, str(out), "--local", "--short-side", "128", "--overwrite")
+    redone = motionpipe(
+        "annotate", shard, str(out), "--local", "--short-side", "128", "--conditions", "none", "--overwrite"
+    )
     assert redone.returncode == 0 and "1 annotated" in redone.stdout
     assert set(read_metadata(out).column("proc_height").to_pylist()) == {128}
+
+
+def test_raft_with_random_weights_marks_every_row(corpus, tmp_path):
+    shard = str(corpus / "shards" / "sample-000000.tar")
+    done = motionpipe(
+        "annotate",
+        shard,
+        str(tmp_path / "out"),
+        "--local",
+        "--flow-backend",
+        "raft_small",
+        "--allow-random-weights",
+        "--short-side",
+        "128",
+        "--conditions",
+        "motion_mask",
+        "--set",
+        "flow.raft_iterations=2",
+        env={"TORCH_HOME": str(tmp_path / "torch")},
+    )
+    assert done.returncode == 0, done.stderr
+    rows = read_metadata(tmp_path / "out").to_pylist()
+    assert len(rows) == 3 and {row["flow_backend"] for row in rows} == {"raft_small+random-weights"}
 
 
 @pytest.mark.parametrize(
@@ -127,12 +204,14 @@ def test_another_config_into_the_same_output_needs_overwrite(corpus, tmp_path):
         (["annotate", "/nonexistent/shards", "/tmp/out"], "does not exist"),
         (["annotate", "{shard}", "{out}", "--set", "flow.dis_preset=turbo"], "dis_preset"),
         (["inspect", "/nonexistent/out"], "not a motionpipe run"),
+        (["annotate", "{shard}", "{out}", "--flow-backend", "raft_large"], "--flow-weights PATH"),
+        (["annotate", "{shard}", "{out}", "--conditions", "heatmaps"], "conditions.include"),
         (["sample-data", "{out}", "--width", "161"], "even"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
     args = [a.format(shard=corpus / "shards" / "sample-000000.tar", out=tmp_path / "o") for a in args]
-    done = motionpipe(*args)
+    done = motionpipe(*args, env={"TORCH_HOME": str(tmp_path / "torch")})
     assert done.returncode == 2 and message in done.stderr
 
 
