@@ -14,8 +14,10 @@ from stages.base import ClipRecord, MotionFlows, Resources, Stage
 from stages.flow_backends import (
     DIS_PRESETS,
     RAFT_VARIANTS,
+    DisFlow,
+    FarnebackFlow,
     FlowBackend,
-    build_flow_backend,
+    RaftFlow,
     require_raft_weights,
 )
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
@@ -72,15 +74,19 @@ class FlowConfig:
             require_raft_weights(self.backend, self.weights, self.allow_random_weights)
 
     def build_backend(self) -> FlowBackend:
-        return build_flow_backend(
+        """The configured backend, ready to use (RAFT weights loaded)."""
+        if self.backend == "dis":
+            return DisFlow(self.dis_preset)
+        if self.backend == "farneback":
+            return FarnebackFlow()
+        return RaftFlow(
             self.backend,
-            self.dis_preset,
-            self.weights,
-            self.allow_random_weights,
-            self.device,
-            self.batch_size,
-            self.precision,
-            self.raft_iterations,
+            weights=self.weights,
+            allow_random_weights=self.allow_random_weights,
+            device=self.device,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            iterations=self.raft_iterations,
         )
 
 

@@ -178,21 +178,3 @@ class RaftFlow(FlowBackend):
         with torch.inference_mode(), torch.autocast(self.device.type, self.autocast_dtype, enabled=use_autocast):
             flows = self.model(prepare(first), prepare(second), num_flow_updates=self.iterations)[-1]
         return flows[:, :, :height, :width].permute(0, 2, 3, 1).float().cpu().numpy()
-
-
-def build_flow_backend(
-    backend: str,
-    dis_preset: str = "medium",
-    weights: str = "",
-    allow_random_weights: bool = False,
-    device: str = "cpu",
-    batch_size: int = 8,
-    precision: str = "fp32",
-    iterations: int = 12,
-) -> FlowBackend:
-    """The backend a flow config names, ready to use (RAFT weights loaded)."""
-    if backend == "dis":
-        return DisFlow(dis_preset)
-    if backend == "farneback":
-        return FarnebackFlow()
-    return RaftFlow(backend, weights, allow_random_weights, device, batch_size, precision, iterations)

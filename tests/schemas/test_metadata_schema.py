@@ -30,3 +30,10 @@ def test_rows_fill_missing_columns_with_null_and_reject_unknown_ones():
 def test_readme_documents_the_schema_as_defined():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert describe_columns() in readme
+
+
+def test_readme_documents_the_condition_arrays():
+    from schemas.conditions import describe_condition_arrays
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert describe_condition_arrays() in readme

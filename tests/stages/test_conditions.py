@@ -100,3 +100,13 @@ def test_conditions_selection_and_pooling():
         ConditionsConfig(include="heatmaps")
     assert area_pool(np.arange(10.0), 4, 0).tolist() == [1.5, 5.5, 8.5]
     assert pool_2d(np.ones((3, 17, 9)), 8).shape == (3, 3, 2)
+
+
+def test_arrays_match_the_documented_schema(annotated):
+    from schemas.conditions import CONDITION_ARRAYS
+
+    assert set(annotated.conditions) == {array.name for array in CONDITION_ARRAYS}
+    for array in CONDITION_ARRAYS:
+        produced = annotated.conditions[array.name]
+        assert produced.dtype == np.dtype(array.dtype), array.name
+        assert produced.ndim == array.shape.count(",") + (array.shape != "[]"), array.name

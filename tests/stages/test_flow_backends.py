@@ -1,4 +1,4 @@
-"""Flow backends: analytic known answers (DIS, Farneback), Sintel ground truth, and RAFT's real code on random weights."""
+"""Flow backends: analytic known answers (DIS, Farneback), Sintel ground truth, RAFT's real code on random weights."""
 
 from __future__ import annotations
 
