@@ -19,6 +19,7 @@ import yaml
 
 from stages.conditions import ConditionsConfig
 from stages.decode import DecodeConfig
+from stages.decouple import DecoupleConfig
 from stages.flow import FlowConfig
 
 
@@ -46,6 +47,7 @@ class RunConfig:
 
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    decouple: DecoupleConfig = field(default_factory=DecoupleConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -54,6 +56,7 @@ class RunConfig:
         return {
             "decode": dataclasses.asdict(self.decode),
             "flow": dataclasses.asdict(self.flow),
+            "decouple": dataclasses.asdict(self.decouple),
             "conditions": dataclasses.asdict(self.conditions),
         }
 

@@ -17,6 +17,7 @@ import webdataset as wds
 from pipeline.run_outputs import write_atomically, write_json_atomically
 from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
 from pipeline.video_encoding import encode_video
+from stages.decouple import mean_radius_pct_diag
 
 CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
 OBJECT_MOTIONS = ("none", "slow", "fast", "two")
@@ -80,8 +81,22 @@ def _moving_object(
     return SceneObject(start=start, radius=float(rng.uniform(0.12, 0.22)), velocity=velocity)
 
 
-def ground_truth(scene: Scene, spec: SampleSpec) -> dict[str, Any]:
-    """What the clip's motion is, in %diag/s, as annotate should find it."""
+ANNOTATED_WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
+
+
+def ground_truth(scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S) -> dict[str, Any]:
+    """What the clip's motion is, in %diag/s over the annotated window, as annotate should find it.
+
+    camera_motion: mean speed the camera gives the frame (|pan|, or |zoom rate| x mean radius).
+    object_motion: camera-compensated speed of the object covering most object pixels (the
+    pixel-weighted median that annotate's object_motion estimates), scaled by the mean zoom.
+    """
+    k = scene.zoom_rate
+    magnification = (math.exp(k * window_s) - 1) / (k * window_s) if k else 1.0
+    radius = mean_radius_pct_diag(spec.width, spec.height)
+    by_area = sorted(scene.objects, key=lambda obj: obj.speed)
+    areas = np.cumsum([obj.radius**2 for obj in by_area])
+    median_object = by_area[int(np.searchsorted(areas, areas[-1] / 2))] if by_area else None
     return {
         **asdict(spec),
         "num_frames": spec.num_frames,
@@ -91,6 +106,8 @@ def ground_truth(scene: Scene, spec: SampleSpec) -> dict[str, Any]:
         "zoom_rate": scene.zoom_rate,
         "objects": [asdict(obj) | {"speed": obj.speed} for obj in scene.objects],
         "object_speed": max((obj.speed for obj in scene.objects), default=0.0),
+        "camera_motion": math.hypot(*scene.pan) + abs(k) * radius,
+        "object_motion": median_object.speed * magnification if median_object else 0.0,
     }
 
 

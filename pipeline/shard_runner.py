@@ -20,6 +20,7 @@ from schemas.metadata import SCHEMA_VERSION, rows_to_table
 from stages.base import ClipRecord, Resources, Stage
 from stages.conditions import ConditionsStage
 from stages.decode import DecodeStage
+from stages.decouple import DecoupleStage
 from stages.dense_tracks import DenseTracksStage
 from stages.flow import FlowStage
 
@@ -70,7 +71,11 @@ def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, An
 def build_annotation_stages(config: RunConfig) -> list[Stage]:
     """The stages of an annotate run, in order."""
     wants_tracks = config.conditions.needs_tracks
-    stages: list[Stage] = [DecodeStage(config.decode, keep_chain=wants_tracks), FlowStage(config.flow)]
+    stages: list[Stage] = [
+        DecodeStage(config.decode, keep_chain=wants_tracks),
+        FlowStage(config.flow),
+        DecoupleStage(config.decouple),
+    ]
     if wants_tracks:
         stages.append(DenseTracksStage())
     if config.conditions.names:

@@ -1,7 +1,7 @@
 """Flow stage: one flow backend per worker measures the clip's motion.
 
-It computes forward flow on the measuring pairs (for the per-clip statistics) and, when tracks
-are built, forward and backward flow along the tracking chain, each frame pair only once.
+It computes forward and backward flow on the measuring pairs (statistics, camera model) and, when
+tracks are built, along the tracking chain, each frame pair only once.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class FlowStage(Stage):
         video = clip.video
         pairs = [tuple(pair) for pair in video.pairs.tolist()]
         steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
-        wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
+        wanted = list(dict.fromkeys(pairs + [(b, a) for a, b in pairs] + steps + [(b, a) for a, b in steps]))
         firsts, seconds = zip(*wanted, strict=True)
         computed = self._backend.flow(video.frames[list(firsts)], video.frames[list(seconds)])
         flows = dict(zip(wanted, computed, strict=True))
@@ -119,6 +119,8 @@ class FlowStage(Stage):
         p50, p95, peak = np.percentile(speeds, [50, 95, FLOW_MAX_PERCENTILE])
         clip.motion = MotionFlows(
             mean_speed=mean_speed,
+            pair_forward=np.stack([flows[a, b] for a, b in pairs]),
+            pair_backward=np.stack([flows[b, a] for a, b in pairs]),
             chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
             chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),
