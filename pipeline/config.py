@@ -21,6 +21,7 @@ from stages.conditions import ConditionsConfig
 from stages.decode import DecodeConfig
 from stages.decouple import DecoupleConfig
 from stages.flow import FlowConfig
+from stages.quality import QualityConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     decouple: DecoupleConfig = field(default_factory=DecoupleConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -57,6 +59,7 @@ class RunConfig:
             "decode": dataclasses.asdict(self.decode),
             "flow": dataclasses.asdict(self.flow),
             "decouple": dataclasses.asdict(self.decouple),
+            "quality": dataclasses.asdict(self.quality),
             "conditions": dataclasses.asdict(self.conditions),
         }
 

@@ -23,6 +23,7 @@ from stages.decode import DecodeStage
 from stages.decouple import DecoupleStage
 from stages.dense_tracks import DenseTracksStage
 from stages.flow import FlowStage
+from stages.quality import QualityStage
 
 ClipCounts = Callable[[int, int], None]
 """Called with (ok, errors) after each batch of clips, for progress display."""
@@ -75,6 +76,7 @@ def build_annotation_stages(config: RunConfig) -> list[Stage]:
         DecodeStage(config.decode, keep_chain=wants_tracks),
         FlowStage(config.flow),
         DecoupleStage(config.decouple),
+        QualityStage(config.quality),
     ]
     if wants_tracks:
         stages.append(DenseTracksStage())

@@ -97,6 +97,17 @@ COLUMNS: tuple[Column, ...] = (
     Column("cam_zoom", pa.float32(), "d ln(scale)/dt at the frame centre; > 0 zooms in.", "1/s"),
     Column("cam_rot", pa.float32(), "Image rotation rate; > 0 clockwise on screen.", "rad/s"),
     Column("camera_inliers", pa.float32(), "Mean fraction of consistent grid points the homography explains.", "fraction"),
+    # quality flags
+    Column(
+        "scene_cut_suspected",
+        pa.bool_(),
+        "Flow broke down between two consecutive samples (consistent area < quality.cut_consistency): likely a cut.",
+    ),
+    Column(
+        "low_texture",
+        pa.bool_(),
+        "Under quality.low_texture_fraction of the first frame has local contrast: flow has little to hold on to.",
+    ),
     # dense tracks and conditions
     Column("tracks_backend", pa.string(), "How dense tracks were made: 'flow_chain' (chained flow); null if none."),
     Column(

@@ -34,8 +34,9 @@ def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np
     """``bool[H, W]``: the backward flow at the forward target returns to the start."""
     height, width = forward.shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    returned = cv2.remap(backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    returned = cv2.remap(
+        backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     error = np.sum((forward + returned) ** 2, axis=-1)
     return error < FB_ALPHA * (np.sum(forward**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
 

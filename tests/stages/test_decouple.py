@@ -1,0 +1,99 @@
+"""Camera vs object motion on real encoded synthetic clips with known motion (units: %diag/s)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import clip_record, make_clip
+from pipeline.config import build_config
+from pipeline.sample_data import SampleSpec, ground_truth
+from pipeline.shard_runner import build_annotation_stages
+from pipeline.synthetic_video import Scene, SceneObject
+from stages.camera_model import CameraRates, camera_flow, camera_rates
+from stages.decouple import DecoupleConfig, classify_camera
+
+STILL_OBJECT_MOTION = 0.5  # %diag/s: a scene without moving objects reads below this
+STILL_CAMERA_MOTION = 0.3  # %diag/s: a still camera reads below this
+OBJECT = SceneObject(start=(0.35, 0.5), radius=0.2, velocity=(10.0, 3.0))
+
+
+@pytest.fixture(scope="module")
+def annotate():
+    stages = build_annotation_stages(build_config(overrides=["conditions.include=none"]))
+    for stage in stages:
+        stage.setup()
+
+    def run(scene: Scene) -> tuple[dict, dict]:
+        clip = clip_record(make_clip(scene))
+        for stage in stages:
+            stage.process([clip])
+        assert clip.ok, clip.error_detail
+        return clip.fields, ground_truth(scene, SampleSpec())
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "pan, kind",
+    [((12.0, 0.0), "pan_right"), ((-6.0, 0.0), "pan_left"), ((0.0, -8.0), "tilt_up"), ((0.0, 5.0), "tilt_down")],
+)
+def test_camera_moving_over_a_still_scene(annotate, pan, kind):
+    fields, truth = annotate(Scene(seed=41, pan=pan))
+    assert fields["camera_type"] == kind
+    assert fields["object_motion"] < STILL_OBJECT_MOTION
+    assert fields["camera_motion"] == pytest.approx(truth["camera_motion"], rel=0.1)
+    assert (fields["cam_tx"], fields["cam_ty"]) == pytest.approx(pan, abs=0.1 * math.hypot(*pan))
+
+
+def test_still_camera_with_a_moving_object(annotate):
+    fields, truth = annotate(Scene(seed=42, objects=(OBJECT,)))
+    assert fields["camera_motion"] < STILL_CAMERA_MOTION
+    assert fields["camera_type"] == "static"
+    assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.15)
+    assert 0.05 < fields["object_area"] < 0.3  # the disc covers 12.6% of the frame
+
+
+def test_pan_and_object_together(annotate):
+    fields, truth = annotate(Scene(seed=43, pan=(-10.0, 0.0), objects=(OBJECT,)))
+    assert fields["camera_motion"] == pytest.approx(truth["camera_motion"], rel=0.2)
+    assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.2)
+    assert fields["camera_type"] == "pan_left"
+
+
+@pytest.mark.parametrize("rate, kind", [(0.25, "zoom_in"), (-0.25, "zoom_out")])
+def test_zoom_is_detected(annotate, rate, kind):
+    fields, truth = annotate(Scene(seed=44, zoom_rate=rate))
+    assert fields["camera_type"] == kind
+    assert fields["cam_zoom"] == pytest.approx(rate, rel=0.1)
+    assert fields["camera_motion"] == pytest.approx(truth["camera_motion"], rel=0.1)
+
+
+def test_camera_rates_of_known_homographies():
+    width, height, dt = 400, 300, 0.04  # diagonal 500 px
+    shift = np.array([[1, 0, -5.0], [0, 1, 2.0], [0, 0, 1]])  # content moves left and down: camera right and up
+    rates = camera_rates(shift, width, height, dt)
+    assert (rates.tx, rates.ty) == pytest.approx((100 * 5 / 500 / dt, -100 * 2 / 500 / dt))
+    centre = np.array([[1, 0, -(width - 1) / 2], [0, 1, -(height - 1) / 2], [0, 0, 1]])
+    for angle, scale in ((0.02, 1.0), (0.0, 1.01)):
+        rotate = np.array(
+            [
+                [scale * math.cos(angle), -scale * math.sin(angle), 0],
+                [scale * math.sin(angle), scale * math.cos(angle), 0],
+                [0, 0, 1],
+            ]
+        )
+        rates = camera_rates(np.linalg.inv(centre) @ rotate @ centre, width, height, dt)
+        assert rates.rot == pytest.approx(angle / dt) and rates.zoom == pytest.approx(math.log(scale) / dt)
+        assert rates.tx == pytest.approx(0, abs=1e-9)
+    np.testing.assert_allclose(camera_flow(shift, 8, 6)[..., 0], -5.0)
+
+
+def test_camera_type_vocabulary():
+    config = DecoupleConfig()
+    assert classify_camera(CameraRates(0.3, -0.2, 0.005, 0.0), 341, 256, config) == "static"
+    assert classify_camera(CameraRates(0.0, 0.0, 0.0, 0.3), 341, 256, config) == "rotate"
+    assert classify_camera(CameraRates(6.0, 5.0, 0.0, 0.0), 341, 256, config) == "complex"  # diagonal
+    assert classify_camera(CameraRates(6.0, 0.0, 0.3, 0.0), 341, 256, config) == "complex"  # pan and zoom alike
