@@ -115,7 +115,8 @@ def main() -> None:
         clip = annotate_payload(stages, f"{camera}-{objects}-{seed}", encode_video(frames, SPEC.fps))
         assert clip.ok, clip.error_detail
         rows.append((clip, ground_truth(scene, SPEC), *baselines(clip)))
-    print(f"{len(rows)} synthetic clips {SPEC.width}x{SPEC.height} {SPEC.fps:g} fps in {time.perf_counter() - started:.0f} s")
+    elapsed = time.perf_counter() - started
+    print(f"{len(rows)} synthetic clips {SPEC.width}x{SPEC.height} {SPEC.fps:g} fps in {elapsed:.0f} s")
     print(f"{'clip':<26}{'cam gt':>8}{'cam':>8}{'obj gt':>8}{'obj':>8}  {'type gt':<11}{'type':<11}")
     for clip, truth, _, _ in rows:
         f = clip.fields

@@ -88,6 +88,7 @@ def annotate(
 ) -> AnnotateResult:
     """Annotate every shard not already done with this config (paths from ``resolve_shards``)."""
     config.flow.check_weights()
+    config.decouple.check_weights()
     layout = RunLayout(Path(out_dir))
     if not overwrite:
         check_config_matches(layout, config)

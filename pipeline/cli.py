@@ -86,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--flow-weights", metavar="PATH", help="RAFT state dict (.pth or .safetensors)")
     annotate.add_argument(
         "--allow-random-weights", action="store_true",
-        help="run RAFT without weights: for tests only, every row's flow_backend says '+random-weights'",
+        help="run RAFT/SAM2 without weights: for tests only, every row's backend names say '+random-weights'",
     )
+    annotate.add_argument(
+        "--segmenter", choices=["motion_regions", "sam2"], help="object masks (default motion_regions, built in)"
+    )
+    annotate.add_argument("--sam2-checkpoint", metavar="PATH", help="SAM2 checkpoint (.pt) for --segmenter sam2")
     annotate.add_argument(
         "--conditions", metavar="LIST",
         help="conditions to write to OUT/conditions: all (default), none, or a comma list of motion_mask, heatmap, "
@@ -134,6 +138,9 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
         "flow.backend": args.flow_backend,
         "flow.weights": args.flow_weights,
         "flow.allow_random_weights": True if args.allow_random_weights else None,
+        "decouple.allow_random_weights": True if args.allow_random_weights else None,
+        "decouple.segmenter": args.segmenter,
+        "decouple.sam2_checkpoint": args.sam2_checkpoint,
         "conditions.include": args.conditions,
     }
     return [f"{name}={value}" for name, value in flags.items() if value is not None] + args.overrides

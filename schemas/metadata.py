@@ -76,7 +76,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("static_clip", pa.bool_(), "True when flow_p95 is below the mask threshold: nothing visibly moves."),
     # camera vs object motion (DESIGN.md §4)
     Column("camera_backend", pa.string(), "Camera model: 'homography:usac' (RANSAC homography per pair)."),
-    Column("segment_backend", pa.string(), "Object masks: 'motion_regions' (large residual motion, built in)."),
+    Column("segment_backend", pa.string(), "Object masks: 'motion_regions' (built in) or 'sam2:CONFIG'."),
     Column(
         "camera_motion", pa.float32(), "Mean speed the camera model gives the frame, averaged over pairs.", SPEED_UNIT
     ),
@@ -92,21 +92,25 @@ COLUMNS: tuple[Column, ...] = (
         pa.string(),
         "static, pan_left, pan_right, tilt_up, tilt_down, zoom_in, zoom_out, rotate or complex (camera's own motion).",
     ),
-    Column("cam_tx", pa.float32(), "Camera velocity, x (right > 0); the image content moves the other way.", SPEED_UNIT),
+    Column("cam_tx", pa.float32(), "Camera velocity, x (right > 0); image content moves the other way.", SPEED_UNIT),
     Column("cam_ty", pa.float32(), "Camera velocity, y (down > 0).", SPEED_UNIT),
     Column("cam_zoom", pa.float32(), "d ln(scale)/dt at the frame centre; > 0 zooms in.", "1/s"),
     Column("cam_rot", pa.float32(), "Image rotation rate; > 0 clockwise on screen.", "rad/s"),
-    Column("camera_inliers", pa.float32(), "Mean fraction of consistent grid points the homography explains.", "fraction"),
+    Column(
+        "camera_inliers", pa.float32(), "Mean fraction of consistent grid points the homography explains.", "fraction"
+    ),
     # quality flags
     Column(
         "scene_cut_suspected",
         pa.bool_(),
-        "Flow broke down between two consecutive samples (consistent area < quality.cut_consistency): likely a cut.",
+        "Flow broke down between two consecutive samples (consistent area < quality.cut_consistency): "
+        "likely a cut.",
     ),
     Column(
         "low_texture",
         pa.bool_(),
-        "Under quality.low_texture_fraction of the first frame has local contrast: flow has little to hold on to.",
+        "Under quality.low_texture_fraction of the first frame has local contrast: flow has little to "
+        "hold on to.",
     ),
     # dense tracks and conditions
     Column("tracks_backend", pa.string(), "How dense tracks were made: 'flow_chain' (chained flow); null if none."),

@@ -27,7 +27,7 @@ class CameraFit:
 
     homography: np.ndarray  # float64[3, 3]
     inlier_fraction: float  # of the consistent grid points
-    consistent_fraction: float  # grid points passing the forward-backward check
+    consistent: np.ndarray  # bool[H, W]: pixels passing the forward-backward check
 
 
 def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -50,13 +50,13 @@ def fit_camera(forward: np.ndarray, backward: np.ndarray) -> CameraFit:
     source = np.stack([xs[keep], ys[keep]], axis=-1).astype(np.float32)
     target = source + forward[ys[keep], xs[keep]]
     if len(source) < MIN_CORRESPONDENCES:
-        return CameraFit(np.eye(3), 0.0, float(keep.mean()))
+        return CameraFit(np.eye(3), 0.0, consistent)
     homography, inliers = cv2.findHomography(
         source, target, cv2.USAC_ACCURATE, RANSAC_THRESHOLD_PX, maxIters=2000, confidence=0.999
     )
     if homography is None:
-        return CameraFit(np.eye(3), 0.0, float(keep.mean()))
-    return CameraFit(homography, float(inliers.mean()), float(keep.mean()))
+        return CameraFit(np.eye(3), 0.0, consistent)
+    return CameraFit(homography, float(inliers.mean()), consistent)
 
 
 def camera_flow(homography: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
 flow minus what the camera explains, is object motion. Object masks are connected regions of large
-residual speed, cleaned morphologically (the built-in segmenter); object_motion is the median
+residual speed, cleaned morphologically (the built-in segmenter), or SAM2 masks prompted where
+that motion is (stages/segmenters.py); object_motion is the median
 residual speed of their forward-backward-consistent pixels (the median, because flow smoothed
 across object edges would drag a mean down: measured -14% on a synthetic disc). A pan over a still scene reads
 zero object motion; an object the camera follows reads its speed relative to the scene.
@@ -14,12 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
-from stages.base import ClipRecord, Stage
-from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera, forward_backward_consistent
+from stages.base import ClipRecord, Resources, Stage
+from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
 from stages.motion_units import speed_pct_diag_per_s
+from stages.segmenters import MotionRegionSegmenter, Sam2Segmenter, Segmenter, require_sam2_checkpoint
+
+SEGMENTERS = ("motion_regions", "sam2")
 
 CAMERA_TYPES = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "rotate", "complex")
 
@@ -34,12 +37,23 @@ class DecoupleConfig:
         than this on average is 'static'.
     dominance: a camera motion component must exceed the others by this factor to name the type;
         otherwise the type is 'complex'.
+    segmenter: 'motion_regions' (built in) | 'sam2'.
+    sam2_config: SAM2 model config inside the sam2 package; sam2_checkpoint: its local weights file.
+    sam2_image_size: SAM2 input size (1024 as trained; 512 is 8x faster on CPU).
+    allow_random_weights: SAM2 without a checkpoint, for tests only (rows say '+random-weights').
+    device: 'cpu' | 'cuda' for SAM2; on 'cuda' the engine gives each worker one GPU.
     """
 
     object_threshold: float = 2.0
     min_object_area: float = 0.002
     static_threshold: float = 0.75
     dominance: float = 2.0
+    segmenter: str = "motion_regions"
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    sam2_checkpoint: str = ""
+    sam2_image_size: int = 1024
+    allow_random_weights: bool = False
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.object_threshold <= 0 or self.static_threshold <= 0:
@@ -48,6 +62,29 @@ class DecoupleConfig:
             raise ValueError(f"decouple.min_object_area must be a fraction in [0, 1), got {self.min_object_area}")
         if self.dominance < 1:
             raise ValueError(f"decouple.dominance must be >= 1, got {self.dominance}")
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"decouple.segmenter {self.segmenter!r} unknown; choose one of {SEGMENTERS}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"decouple.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.sam2_image_size < 64 or self.sam2_image_size % 16:
+            raise ValueError(f"decouple.sam2_image_size must be a multiple of 16, >= 64, got {self.sam2_image_size}")
+
+    def check_weights(self) -> None:
+        """Fail before any work starts when SAM2 has no checkpoint (MissingWeightsError)."""
+        if self.segmenter == "sam2":
+            require_sam2_checkpoint(self.sam2_checkpoint, self.allow_random_weights)
+
+    def build_segmenter(self) -> Segmenter:
+        if self.segmenter == "motion_regions":
+            return MotionRegionSegmenter(self.object_threshold, self.min_object_area)
+        return Sam2Segmenter(
+            self.object_threshold,
+            self.min_object_area,
+            self.sam2_config,
+            self.sam2_checkpoint,
+            self.allow_random_weights,
+            self.sam2_image_size,
+        )
 
 
 def mean_radius_pct_diag(width: int, height: int) -> float:
@@ -83,18 +120,6 @@ def classify_camera(rates: CameraRates, width: int, height: int, config: Decoupl
     return "complex"
 
 
-def moving_regions(residual_speed: np.ndarray, config: DecoupleConfig) -> np.ndarray:
-    """Built-in segmenter: large residual speed, opened and closed, small components dropped."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    candidate = (residual_speed > config.object_threshold).astype(np.uint8)
-    candidate = cv2.morphologyEx(cv2.morphologyEx(candidate, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
-    min_pixels = config.min_object_area * candidate.size
-    keep = np.zeros(count, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_pixels
-    return keep[labels]
-
-
 class DecoupleStage(Stage):
     """Camera model, object masks and the decoupled pseudo-labels, from the measuring pairs."""
 
@@ -102,37 +127,43 @@ class DecoupleStage(Stage):
 
     def __init__(self, config: DecoupleConfig) -> None:
         self.config = config
+        self.segmenter = config.build_segmenter()
+        uses_gpu = config.segmenter == "sam2" and config.device == "cuda"
+        self.resources = Resources(cpus=1.0, gpus=1.0 if uses_gpu else 0.0)
+
+    def setup(self, device: str = "cpu") -> None:
+        self.segmenter.setup(self.config.device)
 
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion = clip.video, clip.motion
         width, height = video.size
-        rates, camera_speeds, object_speeds, areas, inliers = [], [], [], [], []
-        for (first, second), forward, backward in zip(
-            video.pairs.tolist(), motion.pair_forward, motion.pair_backward, strict=True
-        ):
-            dt = video.interval_s(first, second)
-            fit = fit_camera(forward, backward)
-            induced = camera_flow(fit.homography, width, height)
-            residual_speed = speed_pct_diag_per_s(forward - induced, dt)
-            objects = moving_regions(residual_speed, self.config)
-            reliable = objects & forward_backward_consistent(forward, backward)
-            rates.append(camera_rates(fit.homography, width, height, dt))
-            camera_speeds.append(float(speed_pct_diag_per_s(induced, dt).mean()))
-            object_speeds.append(residual_speed[reliable])
-            areas.append(float(objects.mean()))
-            inliers.append(fit.inlier_fraction)
+        pairs = video.pairs.tolist()
+        fits = [
+            fit_camera(forward, backward)
+            for forward, backward in zip(motion.pair_forward, motion.pair_backward, strict=True)
+        ]
+        induced = [camera_flow(fit.homography, width, height) for fit in fits]
+        intervals = [video.interval_s(first, second) for first, second in pairs]
+        residual_speeds = np.stack(
+            [speed_pct_diag_per_s(f - i, dt) for f, i, dt in zip(motion.pair_forward, induced, intervals, strict=True)]
+        )
+        objects = self.segmenter.object_masks(video, residual_speeds, np.stack([fit.consistent for fit in fits]))
+        object_points = np.concatenate(
+            [speed[mask & fit.consistent] for speed, mask, fit in zip(residual_speeds, objects, fits, strict=True)]
+        )
+        rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
+        camera_speeds = [speed_pct_diag_per_s(i, dt).mean() for i, dt in zip(induced, intervals, strict=True)]
         mean_rates = CameraRates(*(float(np.mean([getattr(r, f) for r in rates])) for f in ("tx", "ty", "zoom", "rot")))
-        object_points = np.concatenate(object_speeds)
         clip.fields.update(
             camera_backend="homography:usac",
-            segment_backend="motion_regions",
+            segment_backend=self.segmenter.name,
             camera_motion=float(np.mean(camera_speeds)),
             object_motion=float(np.median(object_points)) if object_points.size else 0.0,
-            object_area=float(np.mean(areas)),
+            object_area=float(objects.mean()),
             camera_type=classify_camera(mean_rates, width, height, self.config),
             cam_tx=mean_rates.tx,
             cam_ty=mean_rates.ty,
             cam_zoom=mean_rates.zoom,
             cam_rot=mean_rates.rot,
-            camera_inliers=float(np.mean(inliers)),
+            camera_inliers=float(np.mean([fit.inlier_fraction for fit in fits])),
         )

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.synthetic_video import Scene, render_scene
+import numpy as np
+
+from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer, render_scene
 from pipeline.video_encoding import encode_video
 from stages.base import ClipRecord
 
@@ -42,6 +44,17 @@ def make_clip(
     """A real encoded clip of a synthetic scene."""
     frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
     return encode_video(frames, fps, container, codec)
+
+
+def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int, duration_s: float = 2.5) -> np.ndarray:
+    """Where a scene's disc is at time t (still camera), at the given size, from the scene's own geometry."""
+    renderer = SceneRenderer(scene, width / height, duration_s)
+    centre = renderer.object_centre(obj, t)
+    units_per_px = renderer.frame_units[0] / width
+    cx, cy = centre[0] / units_per_px + width / 2, centre[1] / units_per_px + height / 2
+    radius = obj.radius * min(renderer.frame_units) / units_per_px
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    return np.hypot(xs - cx, ys - cy) < radius
 
 
 def clip_record(payload: bytes, extension: str = "mp4", key: str = "clip", **extra: bytes) -> ClipRecord:

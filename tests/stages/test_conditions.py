@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from conftest import clip_record, make_clip
+from conftest import clip_record, disc_mask, make_clip
 from pipeline.config import build_config
 from pipeline.shard_runner import build_annotation_stages
-from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
+from pipeline.synthetic_video import Scene, SceneObject
 from stages.conditions import CONDITIONS, ConditionsConfig, area_pool, pool_2d
 
 OBJECT = SceneObject(start=(0.3, 0.5), radius=0.2, velocity=(14.0, 0.0))
@@ -30,14 +30,7 @@ def annotated():
 
 
 def object_mask_at(t: float, width: int, height: int) -> np.ndarray:
-    """Where the disc is at time t, at the given size (from the scene's own geometry)."""
-    renderer = SceneRenderer(SCENE, width / height, 2.5)
-    centre = renderer.object_centre(OBJECT, t)
-    units_per_px = renderer.frame_units[0] / width
-    cx, cy = centre[0] / units_per_px + width / 2, centre[1] / units_per_px + height / 2
-    radius = OBJECT.radius * min(renderer.frame_units) / units_per_px
-    ys, xs = np.mgrid[0:height, 0:width] + 0.5
-    return np.hypot(xs - cx, ys - cy) < radius
+    return disc_mask(SCENE, OBJECT, t, width, height)
 
 
 def test_every_condition_is_built_with_documented_shapes_and_dtypes(annotated):
