@@ -22,6 +22,7 @@ from stages.decode import DecodeConfig
 from stages.decouple import DecoupleConfig
 from stages.flow import FlowConfig
 from stages.quality import QualityConfig
+from stages.tracking import TrackingConfig
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class RunConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     decouple: DecoupleConfig = field(default_factory=DecoupleConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -60,6 +62,7 @@ class RunConfig:
             "flow": dataclasses.asdict(self.flow),
             "decouple": dataclasses.asdict(self.decouple),
             "quality": dataclasses.asdict(self.quality),
+            "tracking": dataclasses.asdict(self.tracking),
             "conditions": dataclasses.asdict(self.conditions),
         }
 

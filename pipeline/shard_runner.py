@@ -7,7 +7,7 @@ clips that went in, and published atomically with its manifest entry.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from stages.decouple import DecoupleStage
 from stages.dense_tracks import DenseTracksStage
 from stages.flow import FlowStage
 from stages.quality import QualityStage
+from stages.tracking import TrackingStage
 
 ClipCounts = Callable[[int, int], None]
 """Called with (ok, errors) after each batch of clips, for progress display."""
@@ -71,7 +72,8 @@ def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, An
 
 def build_annotation_stages(config: RunConfig) -> list[Stage]:
     """The stages of an annotate run, in order."""
-    wants_tracks = config.conditions.needs_tracks
+    tracker = config.tracking.resolved(dense_tracks_built=config.conditions.needs_tracks)
+    wants_tracks = config.conditions.needs_tracks or tracker == "flow_chain"
     stages: list[Stage] = [
         DecodeStage(config.decode, keep_chain=wants_tracks),
         FlowStage(config.flow),
@@ -80,6 +82,8 @@ def build_annotation_stages(config: RunConfig) -> list[Stage]:
     ]
     if wants_tracks:
         stages.append(DenseTracksStage())
+    if tracker != "none":
+        stages.append(TrackingStage(replace(config.tracking, tracker=tracker)))
     if config.conditions.names:
         stages.append(ConditionsStage(config.conditions, config.flow.mask_threshold))
     return stages

@@ -99,6 +99,22 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "camera_inliers", pa.float32(), "Mean fraction of consistent grid points the homography explains.", "fraction"
     ),
+    # track-based pseudo-labels (MotionStone)
+    Column("tracker_backend", pa.string(), "Point tracker: 'flow_chain' (built in) or 'cotracker'; null if none."),
+    Column("object_tracks", pa.int32(), "Grid tracks starting inside an object mask.", "tracks"),
+    Column("background_tracks", pa.int32(), "Grid tracks starting outside object masks.", "tracks"),
+    Column(
+        "camera_track_motion",
+        pa.float32(),
+        "Mean speed of the grid under per-step homographies fitted to background tracks; null if too few.",
+        SPEED_UNIT,
+    ),
+    Column(
+        "object_track_motion",
+        pa.float32(),
+        "Median camera-compensated speed of object tracks, per step between samples; 0 without object tracks.",
+        SPEED_UNIT,
+    ),
     # quality flags
     Column(
         "scene_cut_suspected",

@@ -104,6 +104,7 @@ class ClipRecord:
     video: DecodedVideo | None = None
     motion: MotionFlows | None = None
     tracks: DenseTracks | None = None
+    object_masks: np.ndarray | None = None  # bool[P, H, W], per measuring pair (decouple stage)
     conditions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

@@ -148,6 +148,7 @@ class DecoupleStage(Stage):
             [speed_pct_diag_per_s(f - i, dt) for f, i, dt in zip(motion.pair_forward, induced, intervals, strict=True)]
         )
         objects = self.segmenter.object_masks(video, residual_speeds, np.stack([fit.consistent for fit in fits]))
+        clip.object_masks = objects
         object_points = np.concatenate(
             [speed[mask & fit.consistent] for speed, mask, fit in zip(residual_speeds, objects, fits, strict=True)]
         )

@@ -1,0 +1,113 @@
+"""Tracking stage: a grid of points tracked through the samples, split into object and background
+tracks by the object mask of the first sample, and MotionStone's pseudo-labels computed from them.
+
+For each step between consecutive samples, a homography fitted to the visible background tracks is
+the camera; the camera's mean displacement of the grid is camera motion, and an object track's
+displacement beyond what that homography predicts is its own motion. Both are path speeds (summed
+per step), so an object moving back and forth still reads as moving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from stages.base import ClipRecord, Resources, Stage
+from stages.trackers import CoTracker, FlowChainTracker, Tracker, grid_queries
+
+TRACKERS = ("auto", "none", "flow_chain", "cotracker")
+MIN_BACKGROUND_TRACKS = 8
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """tracker: 'auto' (flow_chain when the conditions build dense tracks anyway, else none: tracking alone
+    would cost the chained flow) | 'none' | 'flow_chain' (built in, reads the dense tracks) | 'cotracker'
+    (optional, local weights).
+    grid_size: G, for G x G query points. cotracker_checkpoint, cotracker_repo: CoTracker's local weights
+    and, without the cotracker package, a local torch.hub repo dir. device: 'cpu' | 'cuda' for CoTracker.
+    """
+
+    tracker: str = "auto"
+    grid_size: int = 16
+    cotracker_checkpoint: str = ""
+    cotracker_repo: str = ""
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.tracker not in TRACKERS:
+            raise ValueError(f"tracking.tracker {self.tracker!r} unknown; choose one of {TRACKERS}")
+        if self.grid_size < 3:
+            raise ValueError(f"tracking.grid_size must be >= 3, got {self.grid_size}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"tracking.device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def resolved(self, dense_tracks_built: bool) -> str:
+        """The tracker actually used, 'auto' decided by whether dense tracks are built for other reasons."""
+        if self.tracker == "auto":
+            return "flow_chain" if dense_tracks_built else "none"
+        return self.tracker
+
+    def build_tracker(self) -> Tracker:
+        if self.tracker == "cotracker":
+            return CoTracker(self.cotracker_checkpoint, self.cotracker_repo, self.device)
+        return FlowChainTracker()
+
+
+def step_speeds(tracks: np.ndarray, visible: np.ndarray, is_object: np.ndarray, times: np.ndarray):
+    """Per step between samples: (camera speed over the grid, list of object track speeds), px/s."""
+    camera, objects = [], []
+    for step in range(1, tracks.shape[1]):
+        both = visible[:, step - 1] & visible[:, step]
+        background = both & ~is_object
+        if background.sum() < MIN_BACKGROUND_TRACKS:
+            continue
+        source, target = tracks[background, step - 1], tracks[background, step]
+        homography, _ = cv2.findHomography(source, target, cv2.RANSAC, 1.0)
+        if homography is None:
+            continue
+        dt = times[step] - times[step - 1]
+        predicted = cv2.perspectiveTransform(tracks[:, step - 1][None].astype(np.float64), homography)[0]
+        camera.append(np.linalg.norm(predicted - tracks[:, step - 1], axis=-1).mean() / dt)
+        movers = both & is_object
+        objects.append(np.linalg.norm(tracks[movers, step] - predicted[movers], axis=-1) / dt)
+    return camera, objects
+
+
+class TrackingStage(Stage):
+    """Grid tracks and track-based pseudo-labels (MotionStone: points inside / outside object masks)."""
+
+    name: ClassVar[str] = "tracking"
+
+    def __init__(self, config: TrackingConfig) -> None:
+        self.config = config
+        self.tracker = config.build_tracker()
+        self.resources = Resources(
+            cpus=1.0, gpus=1.0 if config.tracker == "cotracker" and config.device == "cuda" else 0
+        )
+
+    def setup(self, device: str = "cpu") -> None:
+        self.tracker.setup(self.config.device)
+
+    def process_clip(self, clip: ClipRecord) -> None:
+        width, height = clip.video.size
+        queries = grid_queries(width, height, self.config.grid_size)
+        tracks = self.tracker.track(clip, queries)
+        rows = np.clip(queries[:, 1].astype(int), 0, height - 1)
+        cols = np.clip(queries[:, 0].astype(int), 0, width - 1)
+        is_object = clip.object_masks[0][rows, cols]
+        times = clip.video.times_s[clip.video.samples]
+        camera, objects = step_speeds(tracks.positions, tracks.visibility, is_object, times)
+        per_px = 100.0 / math.hypot(width, height)  # px/s -> %diag/s
+        object_speeds = np.concatenate(objects) if objects else np.zeros(0)
+        clip.fields.update(
+            tracker_backend=self.tracker.name,
+            object_tracks=int(is_object.sum()),
+            background_tracks=int((~is_object).sum()),
+            camera_track_motion=float(np.mean(camera)) * per_px if camera else None,
+            object_track_motion=float(np.median(object_speeds)) * per_px if object_speeds.size else 0.0,
+        )
