@@ -5,16 +5,17 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from pathlib import Path
 from collections.abc import Callable
-
-import pytest
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from pipeline.config import build_config
+from pipeline.shard_runner import build_annotation_stages
 from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer, render_scene
 from pipeline.video_encoding import encode_video
-from stages.base import ClipRecord
+from stages.base import ClipRecord, Stage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,23 @@ def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int,
     radius = obj.radius * min(renderer.frame_units) / units_per_px
     ys, xs = np.mgrid[0:height, 0:width] + 0.5
     return np.hypot(xs - cx, ys - cy) < radius
+
+
+def ready_stages(*overrides: str) -> list[Stage]:
+    """The annotate stages for a config with these overrides, set up as a worker would."""
+    stages = build_annotation_stages(build_config(overrides=list(overrides)))
+    for stage in stages:
+        stage.setup()
+    return stages
+
+
+def run_stages(stages: list[Stage], payload: bytes, extension: str = "mp4") -> ClipRecord:
+    """One clip through the stages, which must leave it ok."""
+    clip = clip_record(payload, extension)
+    for stage in stages:
+        stage.process([clip])
+    assert clip.ok, clip.error_detail
+    return clip
 
 
 def clip_record(payload: bytes, extension: str = "mp4", key: str = "clip", **extra: bytes) -> ClipRecord:

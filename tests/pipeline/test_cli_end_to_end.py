@@ -6,15 +6,15 @@ import io
 import json
 import os
 import subprocess
-import tarfile
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import make_clip, write_tar
+
 from pipeline.inspect_run import read_metadata
 from pipeline.synthetic_video import Scene
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_tar
+
 from pipeline.annotate import annotate
 from pipeline.config import build_config
 from pipeline.inspect_run import read_metadata

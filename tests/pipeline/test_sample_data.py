@@ -1,9 +1,10 @@
 import json
 import math
 
+import numpy as np
+
 from pipeline.sample_data import CAMERA_MOTIONS, OBJECT_MOTIONS, SampleSpec, make_scene, write_sample_data
 from pipeline.shard_reader import iter_samples
-import numpy as np
 
 
 def test_shards_hold_every_clip_and_truth_stays_outside(tmp_path):

@@ -6,10 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from conftest import disc_mask, make_clip, ready_stages, run_stages
 
-from conftest import clip_record, disc_mask, make_clip
-from pipeline.config import build_config
-from pipeline.shard_runner import build_annotation_stages
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.conditions import CONDITIONS, ConditionsConfig, area_pool, pool_2d
 
@@ -19,14 +17,7 @@ SCENE = Scene(seed=31, objects=(OBJECT,))
 
 @pytest.fixture(scope="module")
 def annotated():
-    stages = build_annotation_stages(build_config())
-    for stage in stages:
-        stage.setup()
-    clip = clip_record(make_clip(SCENE))
-    for stage in stages:
-        stage.process([clip])
-    assert clip.ok, clip.error_detail
-    return clip
+    return run_stages(ready_stages(), make_clip(SCENE))
 
 
 def object_mask_at(t: float, width: int, height: int) -> np.ndarray:

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import clip_record, make_clip
+
 from pipeline.synthetic_video import Scene
 from stages.decode import DecodeConfig, DecodeStage, processing_size
 

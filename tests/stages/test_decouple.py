@@ -6,11 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_clip, ready_stages, run_stages
 
-from conftest import clip_record, make_clip
-from pipeline.config import build_config
 from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.shard_runner import build_annotation_stages
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.camera_model import CameraRates, camera_flow, camera_rates
 from stages.decouple import DecoupleConfig, classify_camera
@@ -22,16 +20,10 @@ OBJECT = SceneObject(start=(0.35, 0.5), radius=0.2, velocity=(10.0, 3.0))
 
 @pytest.fixture(scope="module")
 def annotate():
-    stages = build_annotation_stages(build_config(overrides=["conditions.include=none"]))
-    for stage in stages:
-        stage.setup()
+    stages = ready_stages("conditions.include=none")
 
     def run(scene: Scene) -> tuple[dict, dict]:
-        clip = clip_record(make_clip(scene))
-        for stage in stages:
-            stage.process([clip])
-        assert clip.ok, clip.error_detail
-        return clip.fields, ground_truth(scene, SampleSpec())
+        return run_stages(stages, make_clip(scene)).fields, ground_truth(scene, SampleSpec())
 
     return run
 

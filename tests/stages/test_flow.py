@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import clip_record, make_clip
+
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
 from stages.flow import FlowConfig, FlowStage

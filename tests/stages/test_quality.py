@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import clip_record, make_clip
+
 from pipeline.synthetic_video import Scene, render_scene
 from pipeline.video_encoding import encode_video
 from stages.decode import DecodeConfig, DecodeStage

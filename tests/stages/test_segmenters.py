@@ -6,10 +6,8 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import disc_mask, make_clip, ready_stages, run_stages
 
-from conftest import clip_record, disc_mask, make_clip
-from pipeline.config import build_config
-from pipeline.shard_runner import build_annotation_stages
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decouple import DecoupleConfig
 from stages.flow_backends import MissingWeightsError
@@ -49,23 +47,15 @@ def test_sam2_without_a_checkpoint_is_a_clear_error():
 
 @needs_sam2
 def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object():
-    config = build_config(
-        overrides=[
-            "conditions.include=none",
-            "decode.max_frames=4",
-            "decode.short_side=128",
-            "decouple.segmenter=sam2",
-            "decouple.allow_random_weights=true",
-            "decouple.sam2_image_size=256",
-        ]
+    stages = ready_stages(
+        "conditions.include=none",
+        "decode.max_frames=4",
+        "decode.short_side=128",
+        "decouple.segmenter=sam2",
+        "decouple.allow_random_weights=true",
+        "decouple.sam2_image_size=256",
     )
-    stages = build_annotation_stages(config)
-    for stage in stages:
-        stage.setup()
-    clip = clip_record(make_clip(SCENE))
-    for stage in stages:
-        stage.process([clip])
-    assert clip.ok, clip.error_detail
+    clip = run_stages(stages, make_clip(SCENE))
     assert clip.fields["segment_backend"] == "sam2:sam2.1_hiera_t+random-weights"
     decouple = next(stage for stage in stages if stage.name == "decouple")
     width, height = clip.video.size

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_clip, ready_stages, run_stages
 
-from conftest import clip_record, make_clip
 from pipeline.config import build_config
 from pipeline.sample_data import SampleSpec, ground_truth
 from pipeline.shard_runner import build_annotation_stages
@@ -23,14 +23,7 @@ COTRACKER_REPO = os.environ.get("MOTIONPIPE_COTRACKER_REPO", "")
 
 
 def annotated(scene: Scene, *overrides: str):
-    stages = build_annotation_stages(build_config(overrides=["conditions.include=none", *overrides]))
-    for stage in stages:
-        stage.setup()
-    clip = clip_record(make_clip(scene))
-    for stage in stages:
-        stage.process([clip])
-    assert clip.ok, clip.error_detail
-    return clip
+    return run_stages(ready_stages("conditions.include=none", *overrides), make_clip(scene))
 
 
 def available_trackers():
