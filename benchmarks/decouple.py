@@ -5,7 +5,8 @@
 Every combination of camera motion (static, slow/fast pan both ways, tilt up/down, zoom in/out) and
 object motion (none, slow, fast, two objects) is rendered, encoded as H.264 and annotated in-process
 with the default CPU config. Reported: pairwise ranking accuracy of object_motion and camera_motion
-against ground truth (a pair counts when the truths differ by more than 20%), camera_type accuracy,
+against ground truth (a pair counts when the truths differ by more than 20%), the same for the
+track-based pseudo-labels (object_track_motion, camera_track_motion), camera_type accuracy,
 and the same pairwise accuracies for two single-number baselines computed on the same decoded frames:
 1 - mean SSIM of consecutive frames, and mean Farneback flow magnitude between frames 0.5 s apart.
 Then the real clips of ../shared/data/videos, per clip, for eyeballing.
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="clips per camera x object combination")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     args = parser.parse_args()
-    stages = build_annotation_stages(build_config(overrides=["conditions.include=none"]))
+    stages = build_annotation_stages(build_config(overrides=["conditions.include=none", "tracking.tracker=flow_chain"]))
     for stage in stages:
         stage.setup()
     rows = []
@@ -128,6 +129,10 @@ def main() -> None:
     print(f"{'pairwise accuracy':<34}{'object_motion':>15}{'camera_motion':>15}")
     predictors = {
         "motionpipe (decoupled)": (lambda r: r[0].fields["object_motion"], lambda r: r[0].fields["camera_motion"]),
+        "motionpipe (tracks, MotionStone)": (
+            lambda r: r[0].fields["object_track_motion"],
+            lambda r: r[0].fields["camera_track_motion"],
+        ),
         "baseline 1 - mean SSIM": (lambda r: r[2], lambda r: r[2]),
         "baseline Farneback @ 2 fps": (lambda r: r[3], lambda r: r[3]),
     }
