@@ -149,8 +149,8 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run_annotate(args: argparse.Namespace) -> int:
     from pipeline.annotate import ConfigMismatchError, annotate
     from pipeline.config import build_config
-    from pipeline.shard_reader import resolve_shards
     from pipeline.ray_executor import InsufficientResourcesError
+    from pipeline.shard_reader import resolve_shards
     from stages.flow_backends import MissingWeightsError
 
     try:

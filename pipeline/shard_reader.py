@@ -9,9 +9,9 @@ from __future__ import annotations
 import glob
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 
 class ShardReadError(Exception):

@@ -7,11 +7,11 @@ clips that went in, and published atomically with its manifest entry.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Callable, Iterable, Iterator
 
 from pipeline.config import RunConfig
 from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout

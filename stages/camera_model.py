@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stages.flow_checks import forward_backward_consistent
+
 GRID_STEP_PX = 8
 # USAC_ACCURATE (LO-RANSAC) with a tight threshold: MAGSAC++'s soft weighting let a slow object
 # (2 px/pair) pull the fit off the background (measured: camera 1.3 %diag/s on a still camera).
 RANSAC_THRESHOLD_PX = 0.3
 MIN_CORRESPONDENCES = 12
-FB_ALPHA, FB_BETA = 0.01, 0.5  # forward-backward tolerance: |F + B|^2 < a(|F|^2 + |B|^2) + b
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,6 @@ class CameraFit:
     homography: np.ndarray  # float64[3, 3]
     inlier_fraction: float  # of the consistent grid points
     consistent: np.ndarray  # bool[H, W]: pixels passing the forward-backward check
-
-
-def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """``bool[H, W]``: the backward flow at the forward target returns to the start."""
-    height, width = forward.shape[:2]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    returned = cv2.remap(
-        backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    error = np.sum((forward + returned) ** 2, axis=-1)
-    return error < FB_ALPHA * (np.sum(forward**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
 
 
 def fit_camera(forward: np.ndarray, backward: np.ndarray) -> CameraFit:

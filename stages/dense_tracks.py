@@ -17,16 +17,10 @@ import cv2
 import numpy as np
 
 from stages.base import ClipError, ClipRecord, DenseTracks, Stage
+from stages.flow_checks import pixel_grid, round_trip_agrees, sample_field
 
-FB_ALPHA = 0.01  # relative tolerance of the forward-backward check
-FB_BETA = 0.5  # absolute tolerance, px^2
 EDGE_ALPHA = 0.01  # motion-boundary check (Sundaram et al. 2010): |grad F|^2 > a |F|^2 + b
 EDGE_BETA = 0.002
-
-
-def sample_field(field: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of ``float32[H, W, 2]`` at ``positions`` ``float32[H, W, 2]`` (x, y), edge-clamped."""
-    return cv2.remap(field, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def motion_boundary(flow: np.ndarray) -> np.ndarray:
@@ -41,7 +35,7 @@ def chain_tracks(forward: np.ndarray, backward: np.ndarray, record_after: list[i
     The first recorded frame is frame 0 itself (zero displacement, all visible).
     """
     height, width = forward.shape[1:3]
-    grid = np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+    grid = pixel_grid(height, width)
     displacement = np.zeros_like(grid)
     visible = np.ones((height, width), bool)
     displacements, visibilities = [displacement.copy()], [visible.copy()]
@@ -51,12 +45,10 @@ def chain_tracks(forward: np.ndarray, backward: np.ndarray, record_after: list[i
         moved = sample_field(step_forward, position)
         landed = position + moved
         returned = sample_field(step_backward, landed)
-        error = np.sum((moved + returned) ** 2, axis=-1)
-        tolerance = FB_ALPHA * (np.sum(moved**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
         inside = (landed[..., 0] >= 0) & (landed[..., 0] <= width - 1) & (landed[..., 1] >= 0)
         inside &= landed[..., 1] <= height - 1
         on_edge = sample_field(motion_boundary(step_forward).astype(np.float32), position) > 0.5
-        visible &= (error < tolerance) & inside & ~on_edge
+        visible &= round_trip_agrees(moved, returned) & inside & ~on_edge
         displacement = landed - grid
         if step in wanted:
             displacements.append(displacement.copy())

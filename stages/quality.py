@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from stages.base import ClipRecord, Stage
-from stages.camera_model import forward_backward_consistent
 from stages.flow_backends import DisFlow
+from stages.flow_checks import forward_backward_consistent
 
 CUT_CHECK_SHORT_SIDE = 96  # px: cuts are global, so a coarse flow suffices and costs ~1 ms a pair
 TEXTURE_WINDOW = 15  # px; local contrast is measured over this window

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -1,0 +1,34 @@
+"""Forward-backward consistency of optical flow (Sundaram et al. 2010), shared by every stage that
+needs to know where flow can be trusted: a pixel's forward flow, followed by the backward flow at
+where it lands, must bring it back: |F + B|^2 < a (|F|^2 + |B|^2) + b.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FB_ALPHA = 0.01  # relative tolerance
+FB_BETA = 0.5  # absolute tolerance, px^2
+
+
+def pixel_grid(height: int, width: int) -> np.ndarray:
+    """``float32[H, W, 2]`` (x, y) of every pixel."""
+    return np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+
+
+def sample_field(field: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of ``float32[H, W, C]`` at ``positions`` ``float32[H, W, 2]`` (x, y), edge-clamped."""
+    return cv2.remap(field, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def round_trip_agrees(moved: np.ndarray, returned: np.ndarray) -> np.ndarray:
+    """``bool[...]``: a forward displacement and the backward one found where it lands cancel out."""
+    error = np.sum((moved + returned) ** 2, axis=-1)
+    return error < FB_ALPHA * (np.sum(moved**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
+
+
+def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """``bool[H, W]`` for a pair's forward and backward flow fields."""
+    landed = pixel_grid(*forward.shape[:2]) + forward
+    return round_trip_agrees(forward, sample_field(backward, landed))
