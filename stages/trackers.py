@@ -13,11 +13,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from stages.base import ClipRecord
 from stages.flow_backends import MissingWeightsError
+from stages.flow_checks import sample_field
 
 
 @dataclass
@@ -48,14 +48,8 @@ class FlowChainTracker(Tracker):
         dense = clip.tracks
         if dense is None:
             raise RuntimeError("the flow_chain tracker needs dense tracks: enable the tracks stage")
-        xs = queries[:, 0].astype(np.float32)[None, :]
-        ys = queries[:, 1].astype(np.float32)[None, :]
-        displacement = np.stack(
-            [
-                cv2.remap(field, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
-                for field in dense.displacement
-            ]
-        )  # [T, N, 2]
+        points = queries.astype(np.float32)[None]  # [1, N, 2]: a one-row image of positions
+        displacement = np.stack([sample_field(field, points)[0] for field in dense.displacement])  # [T, N, 2]
         rows = np.clip(np.round(queries[:, 1]).astype(int), 0, dense.visibility.shape[1] - 1)
         cols = np.clip(np.round(queries[:, 0]).astype(int), 0, dense.visibility.shape[2] - 1)
         positions = queries[:, None, :].astype(np.float32) + displacement.transpose(1, 0, 2)
