@@ -89,6 +89,7 @@ def annotate(
     """Annotate every shard not already done with this config (paths from ``resolve_shards``)."""
     config.flow.check_weights()
     config.decouple.check_weights()
+    config.scoring.check_weights()
     layout = RunLayout(Path(out_dir))
     if not overwrite:
         check_config_matches(layout, config)

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     annotate.add_argument("--sam2-checkpoint", metavar="PATH", help="SAM2 checkpoint (.pt) for --segmenter sam2")
     annotate.add_argument(
+        "--estimator", metavar="DIR", help="MotionStone estimator checkpoint folder: adds object/camera scores"
+    )
+    annotate.add_argument(
         "--conditions", metavar="LIST",
         help="conditions to write to OUT/conditions: all (default), none, or a comma list of motion_mask, heatmap, "
         "dense_tracks, region_trajectories, sparse_tracks",
@@ -141,6 +144,7 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
         "decouple.allow_random_weights": True if args.allow_random_weights else None,
         "decouple.segmenter": args.segmenter,
         "decouple.sam2_checkpoint": args.sam2_checkpoint,
+        "scoring.checkpoint": args.estimator,
         "conditions.include": args.conditions,
     }
     return [f"{name}={value}" for name, value in flags.items() if value is not None] + args.overrides

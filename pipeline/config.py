@@ -22,6 +22,7 @@ from stages.decode import DecodeConfig
 from stages.decouple import DecoupleConfig
 from stages.flow import FlowConfig
 from stages.quality import QualityConfig
+from stages.scoring import ScoringConfig
 from stages.tracking import TrackingConfig
 
 
@@ -52,6 +53,7 @@ class RunConfig:
     decouple: DecoupleConfig = field(default_factory=DecoupleConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -63,6 +65,7 @@ class RunConfig:
             "decouple": dataclasses.asdict(self.decouple),
             "quality": dataclasses.asdict(self.quality),
             "tracking": dataclasses.asdict(self.tracking),
+            "scoring": dataclasses.asdict(self.scoring),
             "conditions": dataclasses.asdict(self.conditions),
         }
 

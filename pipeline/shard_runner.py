@@ -24,6 +24,7 @@ from stages.decouple import DecoupleStage
 from stages.dense_tracks import DenseTracksStage
 from stages.flow import FlowStage
 from stages.quality import QualityStage
+from stages.scoring import ScoringStage
 from stages.tracking import TrackingStage
 
 ClipCounts = Callable[[int, int], None]
@@ -84,6 +85,8 @@ def build_annotation_stages(config: RunConfig) -> list[Stage]:
         stages.append(DenseTracksStage())
     if tracker != "none":
         stages.append(TrackingStage(replace(config.tracking, tracker=tracker)))
+    if config.scoring.checkpoint:
+        stages.append(ScoringStage(config.scoring))
     if config.conditions.names:
         stages.append(ConditionsStage(config.conditions, config.flow.mask_threshold))
     return stages

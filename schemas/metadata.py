@@ -115,6 +115,10 @@ COLUMNS: tuple[Column, ...] = (
         "Median camera-compensated speed of object tracks, per step between samples; 0 without object tracks.",
         SPEED_UNIT,
     ),
+    # estimator (MotionStone)
+    Column("object_score", pa.float32(), "Estimator's object motion intensity; null without --estimator.", "1..10"),
+    Column("camera_score", pa.float32(), "Estimator's camera motion intensity; null without --estimator.", "1..10"),
+    Column("estimator_version", pa.string(), "Hash of the estimator weights that scored the row."),
     # quality flags
     Column(
         "scene_cut_suspected",

@@ -1,0 +1,74 @@
+"""Scoring stage: the trained estimator scores object and camera motion intensity of every ok clip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from stages.base import ClipRecord, Resources, Stage
+from stages.estimator_io import estimator_input, load_checkpoint, load_checkpoint_meta
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """checkpoint: folder written by `motionpipe train-estimator` (empty: no scoring). batch_size: clips per
+    forward pass. device: 'cpu' | 'cuda' (one GPU per worker)."""
+
+    checkpoint: str = ""
+    batch_size: int = 8
+    device: str = "cpu"
+
+    def check_weights(self) -> None:
+        """Fail before any work starts when the checkpoint is missing (MissingWeightsError)."""
+        if self.checkpoint:
+            load_checkpoint_meta(self.checkpoint)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"scoring.batch_size must be >= 1, got {self.batch_size}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"scoring.device must be 'cpu' or 'cuda', got {self.device!r}")
+
+
+class ScoringStage(Stage):
+    """Loads the checkpoint once per worker and scores the ok clips of each batch together."""
+
+    name: ClassVar[str] = "scoring"
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self.config = config
+        self.resources = Resources(cpus=1.0, gpus=1.0 if config.device == "cuda" else 0.0)
+        self._model = None
+        self._version = ""
+
+    def setup(self, device: str = "cpu") -> None:
+        self._model, meta = load_checkpoint(self.config.checkpoint, self.config.device)
+        self._version = meta["version"]
+
+    def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
+        import torch
+
+        ok = [clip for clip in batch if clip.ok]
+        for start in range(0, len(ok), self.config.batch_size):
+            chunk = ok[start : start + self.config.batch_size]
+            try:
+                inputs = np.stack([estimator_input(c.video.frames[c.video.samples], self._model.config) for c in chunk])
+                with torch.inference_mode():
+                    object_scores, camera_scores = self._model(torch.from_numpy(inputs).to(self.config.device))
+            except Exception as error:  # noqa: BLE001 - a failed batch marks its clips, never the shard
+                for clip in chunk:
+                    clip.fail("scoring:internal", f"{type(error).__name__}: {error}")
+                continue
+            for clip, object_score, camera_score in zip(
+                chunk, object_scores.tolist(), camera_scores.tolist(), strict=True
+            ):
+                clip.fields.update(
+                    object_score=object_score, camera_score=camera_score, estimator_version=self._version
+                )
+        return batch
+
+    def process_clip(self, clip: ClipRecord) -> None:
+        """Clips are scored in batches by ``process``; one clip is a batch of one."""
+        self.process([clip])
