@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("out", metavar="OUT", help="output directory")
     annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config with sections decode, flow, execution")
     annotate.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set flow.dis_preset=fast (repeatable)",
     )
     annotate.add_argument("--fps-target", type=float, help="sampling rate of processing frames (default 8)")
@@ -85,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     annotate.add_argument("--flow-weights", metavar="PATH", help="RAFT state dict (.pth or .safetensors)")
     annotate.add_argument(
-        "--allow-random-weights", action="store_true",
+        "--allow-random-weights",
+        action="store_true",
         help="run RAFT/SAM2 without weights: for tests only, every row's backend names say '+random-weights'",
     )
     annotate.add_argument(
@@ -96,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--estimator", metavar="DIR", help="MotionStone estimator checkpoint folder: adds object/camera scores"
     )
     annotate.add_argument(
-        "--conditions", metavar="LIST",
+        "--conditions",
+        metavar="LIST",
         help="conditions to write to OUT/conditions: all (default), none, or a comma list of motion_mask, heatmap, "
         "dense_tracks, region_trajectories, sparse_tracks",
     )
@@ -121,6 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--height", type=int, default=240, help="frame height in px, even (default 240)")
     sample.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
     sample.add_argument("--seconds", type=float, default=2.5, help="clip length in seconds (default 2.5)")
+
+    train = commands.add_parser(
+        "train-estimator",
+        help="train the MotionStone motion estimator",
+        description="Train the estimator (TAdaConv backbone, object and camera heads) on the clips of IN, with the "
+        "pseudo-labels (object_motion, camera_motion) of an annotate run, and optionally human pair judgements "
+        "(Parquet: key_a, key_b, object_winner, camera_winner in a|b|tie). Writes OUT/estimator.safetensors and "
+        "OUT/estimator.json; --resume continues an interrupted run.",
+    )
+    train.add_argument("inputs", nargs="+", metavar="IN", help="shard .tar files, directories or globs")
+    train.add_argument("--run", required=True, help="annotate output directory holding the pseudo-labels")
+    train.add_argument("--out", required=True, help="checkpoint folder")
+    train.add_argument("--pairs", help="Parquet of human pair judgements (default: pairs from pseudo-labels)")
+    train.add_argument("--steps", type=int, default=800, help="optimisation steps (default 800)")
+    train.add_argument("--batch-pairs", type=int, default=8, help="pairs per step (default 8)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--model", choices=["cpu", "gpu"], default="cpu", help="model size (default cpu)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+    evaluate = commands.add_parser(
+        "eval-estimator",
+        help="pairwise accuracy of a trained estimator against baselines",
+        description="Score the clips of IN with the estimator and report pairwise accuracy per head on pairs "
+        "(--pairs judgements, else pseudo-label pairs of --run), beside 1 - mean SSIM and the flow_mean "
+        "column, plus Spearman correlation with the pseudo-labels and score histograms.",
+    )
+    evaluate.add_argument("inputs", nargs="+", metavar="IN", help="held-out shard .tar files, directories or globs")
+    evaluate.add_argument("--run", required=True, help="annotate output directory of those shards")
+    evaluate.add_argument("--estimator", required=True, help="checkpoint folder")
+    evaluate.add_argument("--pairs", help="Parquet of pair judgements (default: pairs from pseudo-labels)")
 
     inspect = commands.add_parser(
         "inspect",
@@ -209,7 +245,70 @@ def run_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"annotate": run_annotate, "sample-data": run_sample_data, "inspect": run_inspect}
+def run_train_estimator(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.estimator_data import load_clip_set
+    from pipeline.train_estimator import MODEL_SIZES, TrainConfig, train_estimator
+
+    try:
+        config = TrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, seed=args.seed, model=args.model)
+        with tqdm(desc="decode", unit="clip", file=sys.stderr) as bar:
+            data = load_clip_set(args.inputs, args.run, MODEL_SIZES[config.model], on_clip=lambda: bar.update())
+        with tqdm(total=config.steps, desc="train", unit="step", file=sys.stderr) as bar:
+
+            def on_step(step: int, loss: float) -> None:
+                bar.n = step
+                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.refresh()
+
+            summary = train_estimator(data, args.out, config, args.pairs, args.resume, on_step)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"motionpipe train-estimator: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"trained on {summary['train']} clips ({summary['pairs']} pairs), {summary['validation']} held out; "
+        f"checkpoint {summary['version']} in {args.out}"
+    )
+    return EXIT_OK
+
+
+def run_eval_estimator(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pipeline.estimator_data import HEADS, judged_pairs, load_clip_set, pseudo_label_pairs
+    from pipeline.estimator_eval import evaluate
+    from pipeline.inspect_run import read_metadata
+    from stages.estimator_io import load_checkpoint
+    from stages.flow_backends import MissingWeightsError
+
+    try:
+        model, meta = load_checkpoint(args.estimator)
+        data = load_clip_set(args.inputs, args.run, model.config)
+    except (MissingWeightsError, ValueError, FileNotFoundError) as error:
+        print(f"motionpipe eval-estimator: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    pairs = judged_pairs(args.pairs, data.keys) if args.pairs else pseudo_label_pairs(data.labels, 0.2)
+    flow_mean = {row["key"]: row["flow_mean"] for row in read_metadata(args.run).to_pylist()}
+    report = evaluate(model, data, pairs, np.array([flow_mean[k] for k in data.keys]))
+    print(f"estimator {meta['version']} on {len(data.keys)} clips, {len(pairs)} pairs")
+    print(f"{'predictor':<16}" + "".join(f"{h + ' accuracy':>18}" for h in HEADS))
+    for name, values in report.items():
+        print(f"{name:<16}" + "".join(f"{values[f'{h}_accuracy']:>18.1%}" for h in HEADS))
+    for head in HEADS:
+        histogram = report["estimator"]["score_histograms"][head]
+        spearman = report["estimator"][f"{head}_spearman"]
+        print(f"{head}: Spearman with pseudo-labels {spearman:.3f}; clips per score unit 1..10: {histogram}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "annotate": run_annotate,
+    "sample-data": run_sample_data,
+    "inspect": run_inspect,
+    "train-estimator": run_train_estimator,
+    "eval-estimator": run_eval_estimator,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

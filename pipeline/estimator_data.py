@@ -1,0 +1,119 @@
+"""Training data for the estimator: clips decoded once into model inputs, joined by key with the
+pseudo-labels of an annotate run, split by key, and the pairs the ranking loss learns from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline.config import build_config
+from pipeline.inspect_run import read_metadata
+from pipeline.shard_reader import iter_samples, resolve_shards
+from stages.base import ClipRecord
+from stages.decode import DecodeConfig, DecodeStage
+from stages.estimator_io import estimator_input
+from stages.estimator_model import EstimatorConfig
+
+HEADS = ("object", "camera")
+LABEL_COLUMNS = {"object": "object_motion", "camera": "camera_motion"}
+WINNER_CODES = {"a": 1, "b": -1, "tie": 0}
+
+
+@dataclass
+class ClipSet:
+    """Model inputs and pseudo-labels (%diag/s) of clips, in one order."""
+
+    keys: list[str]
+    inputs: np.ndarray  # float32[N, T, 3, H, W]
+    labels: dict[str, np.ndarray]  # head -> float[N]
+
+    def subset(self, chosen: np.ndarray) -> ClipSet:
+        return ClipSet(
+            [self.keys[i] for i in chosen], self.inputs[chosen], {h: v[chosen] for h, v in self.labels.items()}
+        )
+
+
+def in_validation(key: str, fraction: float) -> bool:
+    """A fixed split by key hash: the same key is always on the same side, whatever the run."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def annotate_decode_config(run_dir: str | Path) -> DecodeConfig:
+    """The decode settings the pseudo-labels were computed with, so the estimator sees the same frames."""
+    run = json.loads((Path(run_dir) / "run.json").read_text())
+    return build_config(overrides=[f"decode.{k}={v}" for k, v in run["config"]["decode"].items()]).decode
+
+
+def load_clip_set(
+    shard_inputs: list[str],
+    run_dir: str | Path,
+    model_config: EstimatorConfig,
+    on_clip: Callable[[], None] | None = None,
+) -> ClipSet:
+    """Decode every clip that the annotate run scored ok, once, into model inputs."""
+    table = read_metadata(run_dir)
+    rows = {row["key"]: row for row in table.to_pylist() if row["status"] == "ok"}
+    decode = DecodeStage(annotate_decode_config(run_dir))
+    decode.setup()
+    keys, inputs = [], []
+    for shard in resolve_shards(shard_inputs):
+        for sample in iter_samples(shard):
+            if sample.key not in rows or sample.key in keys:
+                continue
+            clip = ClipRecord(sample.key, shard, sample.payloads, sample.member_names)
+            decode.process([clip])
+            if clip.ok:
+                keys.append(sample.key)
+                inputs.append(estimator_input(clip.video.frames[clip.video.samples], model_config))
+            if on_clip is not None:
+                on_clip()
+    if not keys:
+        raise ValueError(f"no clip of {shard_inputs} has an ok row in {run_dir}: nothing to train on")
+    labels = {head: np.array([rows[k][LABEL_COLUMNS[head]] for k in keys], np.float32) for head in HEADS}
+    return ClipSet(keys, np.stack(inputs), labels)
+
+
+@dataclass
+class Pairs:
+    """Index pairs into a ClipSet with, per head, +1 (a more motion), -1 (b more) or 0 (tie)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    winners: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def pseudo_label_pairs(labels: dict[str, np.ndarray], margin: float) -> Pairs:
+    """All pairs; a head ranks a pair when its pseudo-labels differ by more than ``margin`` (relative)."""
+    first, second = np.triu_indices(len(next(iter(labels.values()))), k=1)
+    winners = {}
+    for head, values in labels.items():
+        a, b = values[first], values[second]
+        decided = np.abs(a - b) > margin * np.maximum(np.maximum(a, b), 1e-6)
+        winners[head] = np.where(decided, np.sign(a - b), 0).astype(np.int64)
+    keep = np.any([w != 0 for w in winners.values()], axis=0)
+    return Pairs(first[keep], second[keep], {h: w[keep] for h, w in winners.items()})
+
+
+def judged_pairs(path: str | Path, keys: list[str]) -> Pairs:
+    """Human judgements (key_a, key_b, object_winner, camera_winner in a|b|tie) among ``keys``."""
+    table = pq.read_table(path).to_pylist()
+    index = {key: i for i, key in enumerate(keys)}
+    rows = [r for r in table if r["key_a"] in index and r["key_b"] in index]
+    for row in rows:
+        for head in HEADS:
+            if row[f"{head}_winner"] not in WINNER_CODES:
+                raise ValueError(f"{path}: {head}_winner must be a, b or tie, got {row[f'{head}_winner']!r}")
+    return Pairs(
+        np.array([index[r["key_a"]] for r in rows], dtype=np.int64),
+        np.array([index[r["key_b"]] for r in rows], dtype=np.int64),
+        {h: np.array([WINNER_CODES[r[f"{h}_winner"]] for r in rows], dtype=np.int64) for h in HEADS},
+    )
