@@ -215,7 +215,7 @@ def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
     assert done.returncode == 2 and message in done.stderr
 
 
-@pytest.mark.parametrize("command", ["annotate", "sample-data", "inspect"])
+@pytest.mark.parametrize("command", ["annotate", "sample-data", "inspect", "train-estimator", "eval-estimator"])
 def test_help_documents_each_command(command):
     done = motionpipe(command, "--help")
     assert done.returncode == 0 and "usage: motionpipe " + command in done.stdout

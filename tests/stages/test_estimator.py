@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import clip_record, make_clip
+
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
 from stages.estimator_io import ScoreCalibration, estimator_input, load_checkpoint, save_checkpoint

@@ -1,0 +1,91 @@
+"""Training and evaluating the estimator on annotated synthetic shards: determinism, resume, pairs, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from safetensors.torch import load_file
+
+from pipeline.annotate import annotate
+from pipeline.config import build_config
+from pipeline.estimator_data import in_validation, judged_pairs, load_clip_set, pseudo_label_pairs
+from pipeline.estimator_eval import evaluate
+from pipeline.sample_data import SampleSpec, write_sample_data
+from pipeline.shard_reader import resolve_shards
+from pipeline.train_estimator import TrainConfig, train_estimator
+from stages.estimator_io import load_checkpoint
+from stages.estimator_model import CPU_CONFIG
+
+
+class Quiet:
+    def clips(self, ok: int, errors: int) -> None:
+        pass
+
+    def shard_done(self, summary) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def clip_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("estimator")
+    write_sample_data(root, shards=1, clips_per_shard=8, seed=5, spec=SampleSpec(160, 120, 24.0, 2.0))
+    shards = resolve_shards([str(root / "shards")])
+    annotate(shards, root / "out", build_config(overrides=["conditions.include=none"]), Quiet(), local=True)
+    return load_clip_set(shards, root / "out", CPU_CONFIG), root
+
+
+def test_clips_load_once_with_their_pseudo_labels(clip_set):
+    data, _ = clip_set
+    assert len(data.keys) == 8 and data.inputs.shape == (8, 16, 3, 64, 112)
+    assert data.labels["camera"].max() > 3 and data.labels["object"].min() >= 0
+
+
+def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
+    data, _ = clip_set
+    config = TrainConfig(steps=4, batch_pairs=4, checkpoint_every=2, validation_fraction=0.25)
+    straight = train_estimator(data, tmp_path / "straight", config)
+    assert len(straight["losses"]) == 4
+    train_estimator(data, tmp_path / "resumed", TrainConfig(**{**config.__dict__, "steps": 2}))
+    resumed = train_estimator(data, tmp_path / "resumed", config, resume=True)
+    assert len(resumed["losses"]) == 2 and resumed["losses"] == straight["losses"][2:]
+    first = load_file(str(tmp_path / "straight" / "estimator.safetensors"))
+    second = load_file(str(tmp_path / "resumed" / "estimator.safetensors"))
+    assert all((first[name] == second[name]).all() for name in first)
+    assert straight["version"] == resumed["version"]
+
+
+def test_evaluation_reports_accuracy_beside_the_baselines(clip_set, tmp_path):
+    data, _ = clip_set
+    train_estimator(data, tmp_path / "ckpt", TrainConfig(steps=2, batch_pairs=2))
+    model, _ = load_checkpoint(tmp_path / "ckpt")
+    pairs = pseudo_label_pairs(data.labels, 0.2)
+    report = evaluate(model, data, pairs, flow_mean=data.labels["camera"])
+    assert set(report) == {"estimator", "1 - mean SSIM", "flow_mean"}
+    for predictor in report.values():
+        assert 0 <= predictor["object_accuracy"] <= 1 and 0 <= predictor["camera_accuracy"] <= 1
+    assert sum(report["estimator"]["score_histograms"]["object"]) == 8
+
+
+def test_pairs_from_pseudo_labels_and_from_judgements(tmp_path):
+    pairs = pseudo_label_pairs({"object": np.array([1.0, 1.1, 5.0]), "camera": np.array([0.0, 0.0, 0.0])}, 0.2)
+    decided = {(a, b): w for a, b, w in zip(pairs.first, pairs.second, pairs.winners["object"], strict=True)}
+    assert decided == {(0, 2): -1, (1, 2): -1}  # 1.0 vs 1.1 is within the margin: not a pair
+    path = tmp_path / "pairs.parquet"
+    rows = [
+        {"key_a": "x", "key_b": "y", "object_winner": "a", "camera_winner": "tie"},
+        {"key_a": "x", "key_b": "unknown", "object_winner": "b", "camera_winner": "b"},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    judged = judged_pairs(path, ["x", "y"])
+    assert len(judged) == 1 and judged.winners["object"].tolist() == [1] and judged.winners["camera"].tolist() == [0]
+    pq.write_table(pa.Table.from_pylist([rows[0] | {"object_winner": "left"}]), path)
+    with pytest.raises(ValueError, match="a, b or tie"):
+        judged_pairs(path, ["x", "y"])
+
+
+def test_validation_split_is_fixed_by_key():
+    keys = [f"clip-{i:06d}" for i in range(1000)]
+    held = [key for key in keys if in_validation(key, 0.2)]
+    assert 150 < len(held) < 250 and held == [key for key in keys if in_validation(key, 0.2)]
