@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     annotate.add_argument("inputs", nargs="+", metavar="IN", help="shard .tar files, directories of them, or globs")
     annotate.add_argument("out", metavar="OUT", help="output directory")
-    annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config with sections decode, flow, execution")
+    annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config (sections: see README, Config)")
     annotate.add_argument(
         "--set",
         dest="overrides",
