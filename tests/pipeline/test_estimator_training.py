@@ -89,3 +89,15 @@ def test_validation_split_is_fixed_by_key():
     keys = [f"clip-{i:06d}" for i in range(1000)]
     held = [key for key in keys if in_validation(key, 0.2)]
     assert 150 < len(held) < 250 and held == [key for key in keys if in_validation(key, 0.2)]
+
+
+def test_annotate_with_an_estimator_scores_every_ok_row(clip_set, tmp_path):
+    data, root = clip_set
+    version = train_estimator(data, tmp_path / "ckpt", TrainConfig(steps=1, batch_pairs=2))["version"]
+    config = build_config(overrides=["conditions.include=none", f"scoring.checkpoint={tmp_path / 'ckpt'}"])
+    annotate(resolve_shards([str(root / "shards")]), tmp_path / "out", config, Quiet(), local=True)
+    rows = pq.read_table(tmp_path / "out" / "metadata" / "sample-000000.parquet").to_pylist()
+    assert len(rows) == 8
+    for row in rows:
+        assert 1 <= row["object_score"] <= 10 and 1 <= row["camera_score"] <= 10
+        assert row["estimator_version"] == version
