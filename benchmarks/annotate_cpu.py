@@ -23,6 +23,9 @@ from stages.decode import DecodeStage
 
 
 class Quiet:
+    def start(self) -> None:
+        pass
+
     def clips(self, ok: int, errors: int) -> None:
         pass
 

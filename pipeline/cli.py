@@ -24,7 +24,7 @@ class TqdmProgress:
     def clips(self, ok: int, errors: int) -> None:
         if ok or errors:
             self.errors += errors
-            self.bar.update(ok + errors)
+            self._bar.update(ok + errors)
             self._postfix()
 
     def shard_done(self, summary) -> None:
@@ -32,20 +32,17 @@ class TqdmProgress:
         self.failed_shards += summary.status != "done"
         self._postfix()
 
-    @property
-    def bar(self):
-        """Created at the first report, so engine start-up does not dilute the clips/s rate."""
-        if self._bar is None:
-            from tqdm import tqdm
+    def start(self) -> None:
+        """Called once the workers are set up, so engine start-up does not dilute the clips/s rate."""
+        from tqdm import tqdm
 
-            self._bar = tqdm(unit="clip", desc="annotate", dynamic_ncols=True, file=sys.stderr)
-        return self._bar
+        self._bar = tqdm(unit="clip", desc="annotate", dynamic_ncols=True, file=sys.stderr)
 
     def _postfix(self) -> None:
         postfix = {"errors": self.errors, "shards": f"{self.shards_done}/{self.total_shards}"}
         if self.failed_shards:
             postfix["failed_shards"] = self.failed_shards
-        self.bar.set_postfix(postfix)
+        self._bar.set_postfix(postfix)
 
     def close(self) -> None:
         if self._bar is not None:

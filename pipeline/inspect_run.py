@@ -14,7 +14,21 @@ import pyarrow.parquet as pq
 from pipeline.run_outputs import SHARD_DONE, RunLayout
 from schemas.metadata import COLUMNS
 
-STAT_COLUMNS = ("flow_mean", "flow_p50", "flow_p95", "flow_max", "motion_fraction")
+STAT_COLUMNS = (
+    "flow_mean",
+    "flow_p50",
+    "flow_p95",
+    "flow_max",
+    "motion_fraction",
+    "camera_motion",
+    "object_motion",
+    "object_area",
+    "camera_track_motion",
+    "object_track_motion",
+    "object_score",
+    "camera_score",
+)
+COUNTED_COLUMNS = ("camera_type", "scene_cut_suspected", "low_texture", "static_clip")
 
 
 def read_metadata(out_dir: str | Path) -> pa.Table:
@@ -71,4 +85,8 @@ def summarize_run(out_dir: str | Path) -> str:
             stats_rows.append([name, units[name], *(f"{v:.3g}" for v in (values.mean(), p5, p50, p95, values.max()))])
     if stats_rows:
         lines.append(format_table(["column", "unit", "mean", "p5", "p50", "p95", "max"], stats_rows))
+    for name in COUNTED_COLUMNS:
+        counts = Counter(value for value in ok_rows.column(name).to_pylist() if value is not None)
+        if counts:
+            lines.append(f"{name}: " + ", ".join(f"{value} {count}" for value, count in counts.most_common()))
     return "\n".join(lines)

@@ -58,6 +58,10 @@ class ShardWorker:
         self.annotator.setup(device)
         self.counter = counter
 
+    def ready(self) -> bool:
+        """Answers once the constructor (stage set-up, model loading) has finished."""
+        return True
+
     def annotate(self, shard_path: str) -> ShardSummary:
         return self.annotator.annotate(shard_path, lambda ok, errors: self.counter.add.remote(ok, errors))
 
@@ -111,6 +115,8 @@ def annotate_on_ray(
             return worker_class.remote(config, str(out_dir), identity, counter, device)
 
         idle = [new_worker() for _ in range(count)]
+        ray.get([worker.ready.remote() for worker in idle])
+        progress.start()
         queue = deque(shard_paths)
         attempts = {path: 0 for path in shard_paths}
         pending: dict[Any, tuple[Any, str]] = {}

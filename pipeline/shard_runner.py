@@ -55,6 +55,8 @@ class ShardSummary:
 class Progress(Protocol):
     """What executors report to the driver's display."""
 
+    def start(self) -> None: ...
+
     def clips(self, ok: int, errors: int) -> None: ...
 
     def shard_done(self, summary: ShardSummary) -> None: ...
@@ -172,6 +174,7 @@ def annotate_in_process(
     """The ``--local`` engine: one annotator in this process, shards one after another."""
     annotator = ShardAnnotator(config, out_dir, identity)
     annotator.setup("cpu")
+    progress.start()
     summaries = []
     for path in shard_paths:
         summary = annotator.annotate(path, progress.clips)

@@ -20,6 +20,9 @@ from stages.estimator_model import CPU_CONFIG
 
 
 class Quiet:
+    def start(self) -> None:
+        pass
+
     def clips(self, ok: int, errors: int) -> None:
         pass
 

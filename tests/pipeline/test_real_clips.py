@@ -26,6 +26,10 @@ class CountingProgress:
         self.ok = self.errors = 0
         self.shards: list = []
 
+    def start(self) -> None:
+
+        pass
+
     def clips(self, ok: int, errors: int) -> None:
         self.ok += ok
         self.errors += errors
