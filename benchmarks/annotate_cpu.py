@@ -18,19 +18,9 @@ from pipeline.annotate import annotate
 from pipeline.config import build_config
 from pipeline.sample_data import SampleSpec, write_sample_data
 from pipeline.shard_reader import iter_samples, resolve_shards
+from pipeline.shard_runner import SilentProgress
 from stages.base import ClipRecord
 from stages.decode import DecodeStage
-
-
-class Quiet:
-    def start(self) -> None:
-        pass
-
-    def clips(self, ok: int, errors: int) -> None:
-        pass
-
-    def shard_done(self, summary) -> None:
-        pass
 
 
 def decode_only(shards: list[str]) -> int:
@@ -70,11 +60,13 @@ def main() -> None:
         decode = timed("(a) decode only, 1 process", lambda: decode_only(shards))
         local = timed(
             "(b) annotate --local, 1 process",
-            lambda: sum(s.clips for s in annotate(shards, root / "local", config, Quiet(), local=True).summaries),
+            lambda: sum(
+                s.clips for s in annotate(shards, root / "local", config, SilentProgress(), local=True).summaries
+            ),
         )
         ray_rate = timed(
             "(c) annotate on Ray (incl. start-up)",
-            lambda: sum(s.clips for s in annotate(shards, root / "ray", config, Quiet()).summaries),
+            lambda: sum(s.clips for s in annotate(shards, root / "ray", config, SilentProgress()).summaries),
         )
         print(f"b/a = {local / decode:.2f}   c/a = {ray_rate / decode:.2f}")
 

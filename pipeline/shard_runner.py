@@ -73,6 +73,19 @@ def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, An
     }
 
 
+class SilentProgress:
+    """A Progress that shows nothing: for annotate() called from Python, benchmarks and tests."""
+
+    def start(self) -> None:
+        pass
+
+    def clips(self, ok: int, errors: int) -> None:
+        pass
+
+    def shard_done(self, summary: ShardSummary) -> None:
+        pass
+
+
 def build_annotation_stages(config: RunConfig) -> list[Stage]:
     """The stages of an annotate run, in order."""
     tracker = config.tracking.resolved(dense_tracks_built=config.conditions.needs_tracks)

@@ -14,20 +14,10 @@ from pipeline.estimator_data import in_validation, judged_pairs, load_clip_set, 
 from pipeline.estimator_eval import evaluate
 from pipeline.sample_data import SampleSpec, write_sample_data
 from pipeline.shard_reader import resolve_shards
+from pipeline.shard_runner import SilentProgress
 from pipeline.train_estimator import TrainConfig, train_estimator
 from stages.estimator_io import load_checkpoint
 from stages.estimator_model import CPU_CONFIG
-
-
-class Quiet:
-    def start(self) -> None:
-        pass
-
-    def clips(self, ok: int, errors: int) -> None:
-        pass
-
-    def shard_done(self, summary) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +25,7 @@ def clip_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("estimator")
     write_sample_data(root, shards=1, clips_per_shard=8, seed=5, spec=SampleSpec(160, 120, 24.0, 2.0))
     shards = resolve_shards([str(root / "shards")])
-    annotate(shards, root / "out", build_config(overrides=["conditions.include=none"]), Quiet(), local=True)
+    annotate(shards, root / "out", build_config(overrides=["conditions.include=none"]), SilentProgress(), local=True)
     return load_clip_set(shards, root / "out", CPU_CONFIG), root
 
 
@@ -98,7 +88,7 @@ def test_annotate_with_an_estimator_scores_every_ok_row(clip_set, tmp_path):
     data, root = clip_set
     version = train_estimator(data, tmp_path / "ckpt", TrainConfig(steps=1, batch_pairs=2))["version"]
     config = build_config(overrides=["conditions.include=none", f"scoring.checkpoint={tmp_path / 'ckpt'}"])
-    annotate(resolve_shards([str(root / "shards")]), tmp_path / "out", config, Quiet(), local=True)
+    annotate(resolve_shards([str(root / "shards")]), tmp_path / "out", config, SilentProgress(), local=True)
     rows = pq.read_table(tmp_path / "out" / "metadata" / "sample-000000.parquet").to_pylist()
     assert len(rows) == 8
     for row in rows:
