@@ -102,10 +102,8 @@ def ground_truth(scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WIN
         "num_frames": spec.num_frames,
         "camera_type": scene.camera_type,
         "pan": list(scene.pan),
-        "camera_speed": math.hypot(*scene.pan),
         "zoom_rate": scene.zoom_rate,
         "objects": [asdict(obj) | {"speed": obj.speed} for obj in scene.objects],
-        "object_speed": max((obj.speed for obj in scene.objects), default=0.0),
         "camera_motion": math.hypot(*scene.pan) + abs(k) * radius,
         "object_motion": median_object.speed * magnification if median_object else 0.0,
     }

@@ -150,18 +150,17 @@ class ConditionsStage(Stage):
         if cfg.needs_tracks:
             tracks = clip.tracks
             field = pool_2d(tracks.displacement.transpose(0, 3, 1, 2), cfg.field_stride)  # [T, 2, h, w]
-            global_visibility = tracks.visibility[-1]
+            visible_low = pool_2d(tracks.visibility.astype(np.float32), cfg.field_stride) >= 0.5  # [T, h, w]
             if "dense_tracks" in names:
                 arrays["dense_flow"] = field.astype(np.float16)
-                arrays["dense_visibility"] = pool_2d(tracks.visibility.astype(np.float32), cfg.field_stride) >= 0.5
-            if "region_trajectories" in names:
-                visible_low = pool_2d(global_visibility.astype(np.float32), cfg.field_stride) >= 0.5
-                arrays["region_flow"] = (field * visible_low).astype(np.float16)
-                arrays["global_visibility"] = visible_low
+                arrays["dense_visibility"] = visible_low
+            if "region_trajectories" in names:  # visibility is cumulative: the last frame's is M_g
+                arrays["region_flow"] = (field * visible_low[-1]).astype(np.float16)
+                arrays["global_visibility"] = visible_low[-1]
                 arrays["region_grid"] = np.array(cfg.region_grid, np.int32)
             if "sparse_tracks" in names:
                 travel = np.linalg.norm(tracks.displacement, axis=-1).max(axis=0)
-                points = spread_points(travel, global_visibility, cfg.sparse_points)
+                points = spread_points(travel, tracks.visibility[-1], cfg.sparse_points)
                 ys, xs = points[:, 0], points[:, 1]
                 start = np.stack([xs, ys], axis=-1).astype(np.float32)  # (x, y) at frame 0
                 positions = start[:, None, :] + tracks.displacement[:, ys, xs].transpose(1, 0, 2)

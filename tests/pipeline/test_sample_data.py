@@ -17,7 +17,7 @@ def test_shards_hold_every_clip_and_truth_stays_outside(tmp_path):
     assert set(sample.payloads) == {"mp4", "json"}
     assert sample.payloads["mp4"][4:8] == b"ftyp"
     assert truth["clip-000001"]["camera_type"] == "pan_left"
-    assert truth["clip-000001"]["camera_speed"] == math.hypot(*truth["clip-000001"]["pan"])
+    assert truth["clip-000001"]["camera_motion"] == math.hypot(*truth["clip-000001"]["pan"])
 
 
 def test_scenes_cycle_through_camera_and_object_motion():
