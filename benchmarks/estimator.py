@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
-STEPS_PER_MINUTE_CPU = 70  # measured: ~1.2 steps/s with 8 pairs per step on 2 cores
+STEPS_PER_MINUTE_CPU = 65  # measured: ~1.1 steps/s with 8 pairs per step on 2 cores, plus decoding the clips
 
 
 def run(*args: str) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import platform
 import time
+import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -95,7 +96,8 @@ def annotate(
         check_config_matches(layout, config)
     engine = {"local": local, "address": address}
     write_json_atomically(layout.run_json, run_record(config, shard_paths, engine))
-    identity = RunIdentity(__version__, config.config_hash())
+    identity = RunIdentity(__version__, config.config_hash(), run_id=uuid.uuid4().hex)
+    layout.remove_stale_temporaries()
     todo = [p for p in shard_paths if not layout.is_done(shard_name(p), identity.config_hash)]
     if not todo:
         summaries: list[ShardSummary] = []

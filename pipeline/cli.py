@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--model", choices=["cpu", "gpu"], default="cpu", help="model size (default cpu)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="data-parallel Ray Train workers (default 0: train in this process); --out must be seen by all",
+    )
+    train.add_argument("--gpu", action="store_true", help="with --workers: one GPU per worker")
+    train.add_argument("--address", help="with --workers: Ray cluster to join (default: start a local one)")
 
     evaluate = commands.add_parser(
         "eval-estimator",
@@ -252,14 +260,22 @@ def run_train_estimator(args: argparse.Namespace) -> int:
         config = TrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, seed=args.seed, model=args.model)
         with tqdm(desc="decode", unit="clip", file=sys.stderr) as bar:
             data = load_clip_set(args.inputs, args.run, MODEL_SIZES[config.model], on_clip=lambda: bar.update())
-        with tqdm(total=config.steps, desc="train", unit="step", file=sys.stderr) as bar:
+        if args.workers:
+            from pipeline.train_estimator_ray import train_estimator_on_ray
 
-            def on_step(step: int, loss: float) -> None:
-                bar.n = step
-                bar.set_postfix(loss=f"{loss:.3f}")
-                bar.refresh()
+            print(f"training on {args.workers} Ray Train workers ...", file=sys.stderr)
+            summary = train_estimator_on_ray(
+                data, args.out, config, args.workers, args.gpu, args.pairs, args.resume, args.address
+            )
+        else:
+            with tqdm(total=config.steps, desc="train", unit="step", file=sys.stderr) as bar:
 
-            summary = train_estimator(data, args.out, config, args.pairs, args.resume, on_step)
+                def on_step(step: int, loss: float) -> None:
+                    bar.n = step
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                    bar.refresh()
+
+                summary = train_estimator(data, args.out, config, args.pairs, args.resume, on_step)
     except (ValueError, FileNotFoundError) as error:
         print(f"motionpipe train-estimator: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -32,16 +32,27 @@ class ExecutionConfig:
 
     workers: parallel shard workers; 0 sizes them to the cluster's CPUs.
     batch_size: clips per stage batch (bounds memory per worker).
+    clip_timeout_s: a Ray worker still on a batch after this many seconds per clip is stopped (a hung decoder).
+    max_clip_attempts: a clip whose worker died this many times becomes an error row.
+    max_shard_attempts: a shard is tried this often before it is recorded failed (each crash-looping clip
+        costs up to max_clip_attempts + 1 of them).
     """
 
     workers: int = 0
     batch_size: int = 4
+    clip_timeout_s: float = 300.0
+    max_clip_attempts: int = 2
+    max_shard_attempts: int = 6
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"execution.workers must be >= 0 (0 = auto), got {self.workers}")
         if self.batch_size < 1:
             raise ValueError(f"execution.batch_size must be >= 1, got {self.batch_size}")
+        if self.clip_timeout_s <= 0:
+            raise ValueError(f"execution.clip_timeout_s must be > 0, got {self.clip_timeout_s}")
+        if self.max_clip_attempts < 1 or self.max_shard_attempts < 1:
+            raise ValueError("execution.max_clip_attempts and execution.max_shard_attempts must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class ClipSet:
     """Model inputs and pseudo-labels (%diag/s) of clips, in one order."""
 
     keys: list[str]
-    inputs: np.ndarray  # float32[N, T, 3, H, W]
+    inputs: np.ndarray  # float32[N, T, INPUT_CHANNELS, H, W] from estimator_input
     labels: dict[str, np.ndarray]  # head -> float[N]
 
     def subset(self, chosen: np.ndarray) -> ClipSet:

@@ -7,16 +7,16 @@ import numpy as np
 import torch
 
 from pipeline.estimator_data import HEADS, ClipSet, Pairs
-from stages.estimator_model import MotionEstimator
+from stages.estimator_model import MotionEstimator, flip_averaged_scores
 
 
 def predict(model: MotionEstimator, inputs: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """Scores per head for every clip, in eval mode."""
+    """Scores per head for every clip, in eval mode, averaged over flips as the scoring stage does."""
     model.eval()
     outputs: dict[str, list[np.ndarray]] = {head: [] for head in HEADS}
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            scores = model(torch.from_numpy(inputs[start : start + batch_size]))
+            scores = flip_averaged_scores(model, torch.from_numpy(inputs[start : start + batch_size]))
             for head, values in zip(HEADS, scores, strict=True):
                 outputs[head].append(values.numpy())
     return {head: np.concatenate(values) for head, values in outputs.items()}
@@ -51,7 +51,7 @@ def ssim_dissimilarity(inputs: np.ndarray) -> np.ndarray:
             np.mean((2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
         )
 
-    grey = inputs.mean(axis=2).astype(np.float64)  # [N, T, H, W]
+    grey = inputs[:, :, :3].mean(axis=2).astype(np.float64)  # [N, T, H, W]
     return np.array([1 - np.mean([ssim(clip[t], clip[t + 1]) for t in range(len(clip) - 1)]) for clip in grey])
 
 

@@ -24,9 +24,9 @@ from pipeline.shard_runner import (
     manifest_entry,
     worker_resources,
 )
+from stages.base import Resources
 
 POLL_INTERVAL_S = 0.25
-SHARD_ATTEMPTS = 2  # a shard whose worker dies is retried on a fresh worker once
 
 
 class InsufficientResourcesError(RuntimeError):
@@ -54,7 +54,7 @@ class ShardWorker:
     """A Ray actor wrapping one ShardAnnotator."""
 
     def __init__(self, config: RunConfig, out_dir: str, identity: RunIdentity, counter: Any, device: str) -> None:
-        self.annotator = ShardAnnotator(config, out_dir, identity)
+        self.annotator = ShardAnnotator(config, out_dir, identity, disposable_process=True)
         self.annotator.setup(device)
         self.counter = counter
 
@@ -64,6 +64,14 @@ class ShardWorker:
 
     def annotate(self, shard_path: str) -> ShardSummary:
         return self.annotator.annotate(shard_path, lambda ok, errors: self.counter.add.remote(ok, errors))
+
+
+def room_for_another(resources: Resources) -> bool:
+    """Whether the cluster has free resources for one more shard worker now."""
+    import ray
+
+    free = ray.available_resources()
+    return free.get("CPU", 0.0) >= resources.cpus and free.get("GPU", 0.0) >= resources.gpus
 
 
 def connect(address: str | None) -> bool:
@@ -91,7 +99,8 @@ def annotate_on_ray(
     progress: Progress,
     address: str | None = None,
 ) -> list[ShardSummary]:
-    """Annotate shards on a Ray cluster; a shard whose worker dies is retried, then reported failed."""
+    """Annotate shards on a Ray cluster; a shard whose worker dies is retried on a fresh worker (the clips it
+    died on are counted, see clip_attempts), up to execution.max_shard_attempts, then reported failed."""
     import ray
 
     started_here = connect(address)
@@ -135,8 +144,9 @@ def annotate_on_ray(
                     idle.append(worker)
                 except ray.exceptions.RayError as error:
                     ray.kill(worker)
-                    idle.append(new_worker())
-                    if attempts[path] < SHARD_ATTEMPTS:
+                    if room_for_another(resources) or not (idle or pending):
+                        idle.append(new_worker())  # else its node is gone: the survivors take its shards
+                    if attempts[path] < config.execution.max_shard_attempts:
                         queue.append(path)
                         continue
                     message = f"worker failed {attempts[path]} times: {type(error).__name__}: {error}"

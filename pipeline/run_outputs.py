@@ -6,6 +6,7 @@ Layout::
     OUT/metadata/SHARD.parquet   one row per input clip of SHARD
     OUT/conditions/SHARD.tar     KEY.npz per ok clip, when conditions are on (schemas/conditions.py)
     OUT/manifest/SHARD.json      written last: its presence with status 'done' marks SHARD complete
+    OUT/attempts/SHARD.json      while SHARD is in progress: clips in flight and crash counts
 
 Every file is written to a hidden temporary name in the same folder and renamed into place.
 """
@@ -106,6 +107,17 @@ class RunLayout:
     @property
     def conditions_dir(self) -> Path:
         return self.root / "conditions"
+
+    def attempts_path(self, shard: str) -> Path:
+        return self.root / "attempts" / f"{shard}.json"
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete the hidden temporary files that killed writers left behind; returns how many."""
+        stale = [p for folder in (self.metadata_dir, self.conditions_dir, self.manifest_dir, self.root / "attempts")
+                 if folder.is_dir() for p in folder.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def conditions_path(self, shard: str) -> Path:
         return self.conditions_dir / f"{shard}.tar"

@@ -2,6 +2,7 @@
 
 Follows WebDataset's convention: a member ``dir/name.ext1.ext2`` belongs to sample key
 ``dir/name`` with extension ``ext1.ext2``; consecutive members with the same key form one sample.
+Names that are not UTF-8 get their stray bytes escaped (``\\xff``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def split_member_name(name: str) -> tuple[str, str]:
     return key, extension.lower() if dot else ""
 
 
+def printable_name(name: str) -> str:
+    """A member name as valid UTF-8 text: bytes that are not UTF-8 (tarfile keeps them as surrogates) are
+    written as ``\\xNN``, so keys and outputs stay writable and the same input always gives the same key."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def iter_samples(path: str) -> Iterator[Sample]:
     """Yield the shard's samples in tar order; a tar-level fault raises ShardReadError."""
     current: Sample | None = None
@@ -43,7 +50,8 @@ def iter_samples(path: str) -> Iterator[Sample]:
             for member in archive:
                 if not member.isfile():
                     continue
-                key, extension = split_member_name(member.name)
+                name = printable_name(member.name)
+                key, extension = split_member_name(name)
                 if current is not None and key != current.key:
                     yield current
                     current = None
@@ -51,7 +59,7 @@ def iter_samples(path: str) -> Iterator[Sample]:
                     current = Sample(key=key, payloads={}, member_names={})
                 handle = archive.extractfile(member)
                 current.payloads[extension] = handle.read() if handle is not None else b""
-                current.member_names[extension] = member.name
+                current.member_names[extension] = name
             end_offset = archive.offset
         if not _ends_with_end_marker(path, end_offset):
             raise ShardReadError(f"shard {path} is truncated: no end-of-archive marker after byte {end_offset}")

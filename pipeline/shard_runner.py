@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.clip_attempts import ClipAttempts
 from pipeline.config import RunConfig
+from pipeline.fault_injection import inject_faults
 from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout
-from pipeline.shard_reader import ShardReadError, iter_samples, shard_name
+from pipeline.shard_reader import Sample, ShardReadError, iter_samples, shard_name
+from pipeline.watchdog import BatchWatchdog
 from schemas.metadata import SCHEMA_VERSION, rows_to_table
 from stages.base import ClipRecord, Resources, Stage
 from stages.conditions import ConditionsStage
@@ -37,6 +41,7 @@ class RunIdentity:
 
     pipeline_version: str
     config_hash: str
+    run_id: str = ""  # one per annotate invocation: crash counts do not carry over a driver restart
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,34 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def unsafe_key(key: str) -> bool:
+    """A key that would escape a folder if a consumer extracted our outputs by it (absolute, or with '..')."""
+    return key.startswith("/") or ".." in key.split("/")
+
+
+def input_clip(sample: Sample, shard_path: str, seen: set[str]) -> ClipRecord:
+    """The sample as a clip; a duplicated or unsafe key is an error row from the start."""
+    clip = ClipRecord(sample.key, shard_path, sample.payloads, sample.member_names)
+    if sample.key in seen:
+        clip.fail("input:duplicate_key", "an earlier sample of this shard has the same key; only the first is read")
+    elif unsafe_key(sample.key):
+        clip.fail("input:unsafe_name", f"member names {sorted(sample.member_names.values())} leave the shard's root")
+    seen.add(sample.key)
+    return clip
+
+
 class ShardAnnotator:
     """Holds the stages of one worker (built and set up once) and annotates shard after shard."""
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, identity: RunIdentity) -> None:
+    def __init__(
+        self, config: RunConfig, out_dir: str | Path, identity: RunIdentity, disposable_process: bool = False
+    ) -> None:
+        """``disposable_process``: this process may be ended by the hang watchdog (a Ray worker, never a driver)."""
         self.config = config
         self.layout = RunLayout(Path(out_dir))
         self.identity = identity
         self.stages = build_annotation_stages(config)
+        self.disposable_process = disposable_process
 
     def setup(self, device: str = "cpu") -> None:
         for stage in self.stages:
@@ -138,10 +163,14 @@ class ShardAnnotator:
         name = shard_name(shard_path)
         rows: list[dict[str, Any]] = []
         conditions = ConditionsTar(self.layout.conditions_path(name)) if self.config.conditions.names else None
+        execution = self.config.execution
+        attempts = ClipAttempts(self.layout.attempts_path(name), self.identity.run_id, execution.max_clip_attempts)
+        watchdog = BatchWatchdog(execution.clip_timeout_s, attempts.note_hang) if self.disposable_process else None
+        seen: set[str] = set()
         try:
-            for samples in batched(iter_samples(shard_path), self.config.execution.batch_size):
-                clips = [ClipRecord(s.key, shard_path, s.payloads, s.member_names) for s in samples]
-                self._run_stages(clips)
+            for samples in batched(iter_samples(shard_path), execution.batch_size):
+                clips = [input_clip(sample, shard_path, seen) for sample in samples]
+                self._run_guarded(clips, attempts, watchdog)
                 rows.extend(self._row(clip) for clip in clips)
                 if conditions is not None:
                     for clip in clips:
@@ -153,6 +182,7 @@ class ShardAnnotator:
             errors = sum(row["status"] != "ok" for row in rows)
             summary = ShardSummary(shard_path, name, SHARD_DONE, len(rows), errors, time.monotonic() - started)
             self.layout.write_shard(name, rows_to_table(rows), manifest_entry(summary, self.identity), conditions)
+            attempts.remove()
         except ShardReadError as error:
             summary = ShardSummary(shard_path, name, SHARD_FAILED, 0, 0, time.monotonic() - started, str(error))
             self.layout.record_failed_shard(name, manifest_entry(summary, self.identity))
@@ -160,6 +190,22 @@ class ShardAnnotator:
             if conditions is not None:
                 conditions.discard()  # no-op once published
         return summary
+
+    def _run_guarded(self, clips: list[ClipRecord], attempts: ClipAttempts, watchdog: BatchWatchdog | None) -> None:
+        """Run the batch with its keys recorded as in flight; clips that crashed a worker before run alone, and
+        those that did so too often are error rows without running."""
+        for clip in clips:
+            if clip.ok and (verdict := attempts.given_up(clip.key)):
+                clip.fail(*verdict)
+        runnable = [clip for clip in clips if clip.ok]
+        suspects = [clip for clip in runnable if attempts.suspected(clip.key)]
+        groups = [[clip] for clip in suspects] + [[clip for clip in runnable if clip not in suspects]]
+        for group in filter(None, groups):
+            attempts.start([clip.key for clip in group])
+            with watchdog.armed(len(group)) if watchdog else nullcontext():
+                inject_faults([clip.key for clip in group])
+                self._run_stages(group)
+            attempts.finish()
 
     def _run_stages(self, clips: list[ClipRecord]) -> None:
         keys = [clip.key for clip in clips]

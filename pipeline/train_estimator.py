@@ -2,11 +2,14 @@
 
 Deterministic on CPU for a seed; a checkpoint (model, optimiser, step, random state) is written every
 ``checkpoint_every`` steps as safetensors + JSON, so an interrupted run resumes where it stopped.
+Training clips are flipped left-right and up-down at random (motion intensity does not change under a
+flip; small training sets otherwise overfit), and the learning rate follows a cosine from its start to 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ import torch
 from pipeline.estimator_data import HEADS, ClipSet, Pairs, in_validation, judged_pairs, pseudo_label_pairs
 from stages.estimator_io import ScoreCalibration, save_checkpoint
 from stages.estimator_losses import estimator_loss
-from stages.estimator_model import CPU_CONFIG, GPU_CONFIG, EstimatorConfig, motion_estimator
+from stages.estimator_model import CPU_CONFIG, GPU_CONFIG, motion_estimator
 
 MODEL_SIZES = {"cpu": CPU_CONFIG, "gpu": GPU_CONFIG}
 OPTIMISER_FILE, TRAINING_FILE = "optimiser.safetensors", "training.json"
@@ -56,6 +59,29 @@ def training_pairs(data: ClipSet, pairs_file: str | None, margin: float) -> Pair
     return judged_pairs(pairs_file, data.keys) if pairs_file else pseudo_label_pairs(data.labels, margin)
 
 
+def cosine_learning_rate(start: float, step: int, steps: int) -> float:
+    """A function of the step alone, so a resumed run continues on the same schedule."""
+    return start * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+def flipped(batch: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
+    """``[B, T, C, H, W]`` with clip i flipped left-right where ``flips[i, 0]``, up-down where ``flips[i, 1]``."""
+    dims = [[dim for dim, flip in zip((-1, -2), row, strict=True) if flip] for row in flips]
+    return torch.stack([clip.flip(clip_dims) for clip, clip_dims in zip(batch, dims, strict=True)])
+
+
+@dataclass(frozen=True)
+class Replica:
+    """This process's part in data-parallel training: every replica draws the same pairs from the same seed and
+    trains on its share (``rank`` of ``world``); ``wrap`` prepares the model (DistributedDataParallel under
+    Ray Train); rank 0 writes the checkpoints."""
+
+    rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
+
+
 def save_training_state(folder: Path, optimiser: torch.optim.Optimizer, step: int, rng: np.random.Generator) -> None:
     """Optimiser tensors in safetensors, the rest in JSON: resuming never unpickles."""
     from safetensors.torch import save_file
@@ -63,7 +89,7 @@ def save_training_state(folder: Path, optimiser: torch.optim.Optimizer, step: in
     state = optimiser.state_dict()
     tensors = {f"{index}.{name}": value for index, entry in state["state"].items() for name, value in entry.items()}
     tensors["torch_rng"] = torch.get_rng_state()
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / OPTIMISER_FILE))
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / OPTIMISER_FILE))
     meta = {"step": step, "param_groups": state["param_groups"], "numpy_rng": rng.bit_generator.state}
     (folder / TRAINING_FILE).write_text(json.dumps(meta, sort_keys=True))
 
@@ -90,8 +116,11 @@ def train_estimator(
     pairs_file: str | None = None,
     resume: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    replica: Replica = Replica(),
 ) -> dict:
     """Train, checkpoint and return a summary (losses, split sizes, checkpoint version)."""
+    if config.batch_pairs < replica.world:
+        raise ValueError(f"batch_pairs ({config.batch_pairs}) must be at least the number of workers ({replica.world})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -103,30 +132,36 @@ def train_estimator(
     calibrations = {head: ScoreCalibration.fit(train.labels[head]) for head in HEADS}
     targets = {head: torch.from_numpy(calibrations[head](train.labels[head])) for head in HEADS}
     inputs = torch.from_numpy(train.inputs)
-    model_config: EstimatorConfig = MODEL_SIZES[config.model]
-    model = motion_estimator(model_config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    model = motion_estimator(MODEL_SIZES[config.model])
     step = 0
     if resume and (out / TRAINING_FILE).exists():
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(out / "estimator.safetensors")))
+    trained = replica.wrap(model.to(replica.device))
+    optimiser = torch.optim.Adam(trained.parameters(), lr=config.learning_rate)
+    if resume and (out / TRAINING_FILE).exists():
         step = load_training_state(out, optimiser, rng)
     extra = {"train_config": asdict(config), "train_clips": len(train.keys), "validation_keys": validation.keys}
     losses: list[float] = []
     version = json.loads((out / "estimator.json").read_text())["version"] if step else None
     while step < config.steps:
-        model.train()
+        trained.train()
         chosen = rng.choice(len(pairs), size=min(config.batch_pairs, len(pairs)), replace=False)
-        first, second = pairs.first[chosen], pairs.second[chosen]
-        both = model(torch.cat([inputs[first], inputs[second]]))
-        half = len(chosen)
+        flips = rng.random((2, len(chosen), 2)) < 0.5
+        mine = np.arange(replica.rank, len(chosen), replica.world)
+        first, second = pairs.first[chosen[mine]], pairs.second[chosen[mine]]
+        batch = torch.cat([flipped(inputs[first], flips[0, mine]), flipped(inputs[second], flips[1, mine])])
+        for group in optimiser.param_groups:
+            group["lr"] = cosine_learning_rate(config.learning_rate, step, config.steps)
+        both = trained(batch.to(replica.device))
+        half = len(mine)
         loss = estimator_loss(
             tuple(s[:half] for s in both),
             tuple(s[half:] for s in both),
-            tuple(torch.from_numpy(pairs.winners[h][chosen]) for h in HEADS),
-            tuple(targets[h][first] for h in HEADS),
-            tuple(targets[h][second] for h in HEADS),
+            tuple(torch.from_numpy(pairs.winners[h][chosen[mine]]).to(replica.device) for h in HEADS),
+            tuple(targets[h][first].to(replica.device) for h in HEADS),
+            tuple(targets[h][second].to(replica.device) for h in HEADS),
             config.regression_weight,
             config.margin,
         )
@@ -137,7 +172,7 @@ def train_estimator(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step, loss.item())
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if replica.rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
             version = save_checkpoint(out, model, calibrations, extra | {"step": step})
             save_training_state(out, optimiser, step, rng)
     return {

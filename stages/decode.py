@@ -27,6 +27,8 @@ class DecodeConfig:
     flow_pairs: closely spaced frame pairs, spread over the window, on which motion is measured.
     max_pair_gap_s: the two frames of a pair are the farthest native frames within this gap.
     threads: decoder threads per clip.
+    max_pixels: pixel budget per frame; a header claiming more is refused before any frame is decoded
+        (a decompression bomb; 40 Mpx admits 8K).
     """
 
     fps_target: float = 8.0
@@ -35,6 +37,7 @@ class DecodeConfig:
     flow_pairs: int = 8
     max_pair_gap_s: float = 1 / 24
     threads: int = 1
+    max_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
         if self.fps_target <= 0:
@@ -49,6 +52,8 @@ class DecodeConfig:
             raise ValueError(f"decode.max_pair_gap_s must be > 0, got {self.max_pair_gap_s}")
         if self.threads < 0:
             raise ValueError(f"decode.threads must be >= 0 (0 = decoder's choice), got {self.threads}")
+        if self.max_pixels < 1:
+            raise ValueError(f"decode.max_pixels must be >= 1, got {self.max_pixels}")
 
 
 def processing_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -115,6 +120,7 @@ class DecodeStage(Stage):
             frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.max_pair_gap_s),
             resize=lambda frame: resize_to_short_side(frame, cfg.short_side),
             threads=cfg.threads,
+            max_pixels=cfg.max_pixels,
         )
         clip.fields.update(
             decode_backend=video.backend,

@@ -1,7 +1,8 @@
 """The estimator's inputs and checkpoints.
 
 Inputs: the clip's samples, resized to the model's size, padded to its frame count by repeating the
-last frame (a short clip then reads as stopping, not as jumping back). Checkpoints: weights in
+last frame (a short clip then reads as stopping, not as jumping back), each beside its camera-compensated
+difference to the previous sample. Checkpoints: weights in
 safetensors (loading never unpickles) beside a JSON file with the model config, the score
 calibrations and what produced it; the version is a hash of the weights.
 """
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from stages.compensated_difference import compensated_differences
 from stages.estimator_model import SCORE_MAX, SCORE_MIN, EstimatorConfig, MotionEstimator
 from stages.flow_backends import MissingWeightsError
 
@@ -25,10 +27,12 @@ WEIGHTS_FILE, META_FILE = "estimator.safetensors", "estimator.json"
 
 
 def estimator_input(samples: np.ndarray, config: EstimatorConfig) -> np.ndarray:
-    """``uint8[T, H, W, 3]`` samples -> ``float32[frames, 3, height, width]`` in [0, 1]."""
+    """``uint8[T, H, W, 3]`` samples -> ``float32[frames, INPUT_CHANNELS, height, width]``: RGB in [0, 1], then
+    the camera-compensated difference in [-1, 1]."""
     resized = [cv2.resize(frame, (config.width, config.height), interpolation=cv2.INTER_AREA) for frame in samples]
     resized += [resized[-1]] * (config.frames - len(resized))
-    return (np.stack(resized[: config.frames]).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+    frames = np.stack(resized[: config.frames]).astype(np.float32) / 255.0
+    return np.concatenate([frames, compensated_differences(frames)], axis=3).transpose(0, 3, 1, 2).copy()
 
 
 @dataclass(frozen=True)
@@ -90,5 +94,10 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> tuple[MotionEsti
     meta = load_checkpoint_meta(folder)
     folder = Path(folder).expanduser()
     model = MotionEstimator(EstimatorConfig.from_dict(meta["config"]))
-    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    try:
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except RuntimeError as error:
+        raise ValueError(
+            f"the checkpoint in {folder} does not fit this version's estimator (retrain it): {error}"
+        ) from error
     return model.to(torch.device(device)).eval(), meta

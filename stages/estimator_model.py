@@ -5,8 +5,9 @@ TAdaConv (Huang et al., ICLR 2022) makes a 2D convolution temporal by calibratin
 W_t = alpha_t * W_b, with alpha_t generated from the frame's own descriptor and its temporal context
 (neighbouring frames through 1D convolutions, the whole clip through a global descriptor). The
 calibration scales the kernel's input channels, which is computed here, exactly, as scaling the frame's
-input channels before a shared convolution. The stem sees each frame with its difference to the previous
-one (ours: motion is what the heads score, and the difference makes it visible from the first layer).
+input channels before a shared convolution. The stem sees each frame with its plain and its
+camera-compensated difference to the previous one (ours: motion is what the heads score; the plain
+difference shows all of it from the first layer, the compensated one the objects' share).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SCORE_MIN, SCORE_MAX = 1.0, 10.0
+INPUT_CHANNELS = 6  # RGB, then the camera-compensated difference (stages.estimator_io.estimator_input)
 
 
 @dataclass(frozen=True)
@@ -108,14 +110,17 @@ class TAdaBlock(nn.Module):
 
 
 class MotionEstimator(nn.Module):
-    """frames ``float[B, T, 3, H, W]`` in [0, 1] -> (object score, camera score), each ``float[B]`` in [1, 10]."""
+    """``float[B, T, INPUT_CHANNELS, H, W]`` from ``estimator_input`` -> (object score, camera score), each
+    ``float[B]`` in [1, 10]."""
 
     def __init__(self, config: EstimatorConfig) -> None:
         super().__init__()
         self.config = config
         first = config.channels[0]
         self.stem = nn.Sequential(
-            nn.Conv3d(6, first, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False),
+            nn.Conv3d(  # the input channels and the plain difference
+                INPUT_CHANNELS + 3, first, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False
+            ),
             nn.BatchNorm3d(first),
             nn.ReLU(),
         )
@@ -135,15 +140,26 @@ class MotionEstimator(nn.Module):
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """Pooled space-time features ``[B, C]``."""
-        x = frames.transpose(1, 2) * 2 - 1  # [B, 3, T, H, W] in [-1, 1]
+        x = frames[:, :, :3].transpose(1, 2) * 2 - 1  # [B, 3, T, H, W] in [-1, 1]
         difference = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
-        y = self.backbone(self.stem(torch.cat([x, difference], dim=1)))
+        compensated = frames[:, :, 3:].transpose(1, 2) * 2  # same scale as the plain difference
+        y = self.backbone(self.stem(torch.cat([x, difference, compensated], dim=1)))
         return y.mean(dim=(2, 3, 4))
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.features(frames)
         to_score = lambda z: SCORE_MIN + (SCORE_MAX - SCORE_MIN) * torch.sigmoid(z[:, 0])  # noqa: E731
         return to_score(self.object_head(pooled)), to_score(self.camera_head(pooled))
+
+
+FLIPS = ((), (-1,), (-2,), (-1, -2))
+
+
+def flip_averaged_scores(model: MotionEstimator, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores averaged over the clip and its three flips (ours: motion intensity does not change under a flip,
+    training sees flipped clips, and the average evens out a small model's view-dependent errors)."""
+    scores = [model(frames.flip(list(dims)) if dims else frames) for dims in FLIPS]
+    return tuple(torch.stack(head).mean(dim=0) for head in zip(*scores, strict=True))  # type: ignore[return-value]
 
 
 def motion_estimator(config: EstimatorConfig = CPU_CONFIG) -> MotionEstimator:

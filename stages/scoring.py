@@ -9,6 +9,7 @@ import numpy as np
 
 from stages.base import ClipRecord, Resources, Stage
 from stages.estimator_io import estimator_input, load_checkpoint, load_checkpoint_meta
+from stages.estimator_model import flip_averaged_scores
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class ScoringStage(Stage):
             try:
                 inputs = np.stack([estimator_input(c.video.frames[c.video.samples], self._model.config) for c in chunk])
                 with torch.inference_mode():
-                    object_scores, camera_scores = self._model(torch.from_numpy(inputs).to(self.config.device))
+                    object_scores, camera_scores = flip_averaged_scores(
+                        self._model, torch.from_numpy(inputs).to(self.config.device)
+                    )
             except Exception as error:  # noqa: BLE001 - a failed batch marks its clips, never the shard
                 for clip in chunk:
                     clip.fail("scoring:internal", f"{type(error).__name__}: {error}")

@@ -104,13 +104,25 @@ def decode_with_pyav(data: bytes, frame_limit: FrameLimit, resize: Resize, threa
         )
 
 
-def probe_codec(data: bytes) -> str | None:
-    """Codec name from the container header (cheap: no frame is decoded); None if unreadable."""
+@dataclass(frozen=True)
+class HeaderProbe:
+    """What the container header claims about the first video stream (no frame decoded)."""
+
+    codec: str | None
+    width: int
+    height: int
+
+
+def probe_header(data: bytes) -> HeaderProbe | None:
+    """The first video stream's codec and size from the header; None if PyAV cannot read one."""
     import av
 
     try:
         with av.open(io.BytesIO(data)) as container:
-            return container.streams.video[0].codec_context.codec.canonical_name if container.streams.video else None
+            if not container.streams.video:
+                return None
+            context = container.streams.video[0].codec_context
+            return HeaderProbe(context.codec.canonical_name, int(context.width or 0), int(context.height or 0))
     except (av.FFmpegError, IndexError, ValueError):
         return None
 
@@ -137,10 +149,20 @@ def iso_bmff_truncated(data: bytes) -> bool:
     return offset > len(data)
 
 
-def decode_video(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: int = 1) -> VideoFrames:
-    """Decode with decord, then PyAV if decord fails; classify the failure when both do."""
+def decode_video(
+    data: bytes, frame_limit: FrameLimit, resize: Resize, threads: int = 1, max_pixels: int = 40_000_000
+) -> VideoFrames:
+    """Refuse a header over the pixel budget, decode with decord, then PyAV if decord fails; classify the
+    failure when both do."""
     if not data:
         raise ClipError("decode:empty", "the video member has zero bytes")
+    header = probe_header(data)
+    if header is not None and header.width * header.height > max_pixels:
+        raise ClipError(
+            "decode:too_large",
+            f"the header claims {header.width}x{header.height} = {header.width * header.height} px per frame, "
+            f"over decode.max_pixels = {max_pixels}; nothing was decoded",
+        )
     failures = []
     diagnosis: ClipError | None = None
     for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
@@ -151,8 +173,8 @@ def decode_video(data: bytes, frame_limit: FrameLimit, resize: Resize, threads: 
             if isinstance(error, ClipError):
                 diagnosis = error
             continue
-        if video.codec is None:
-            video.codec = probe_codec(data)
+        if video.codec is None and header is not None:
+            video.codec = header.codec
         return video
     detail = "; ".join(failures)
     if iso_bmff_truncated(data):

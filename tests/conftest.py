@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,24 @@ from pipeline.video_encoding import encode_video
 from stages.base import ClipRecord, Stage
 
 REPO = Path(__file__).resolve().parents[1]
+MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
+
+
+def motionpipe(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The console script, as a user runs it."""
+    return subprocess.run(
+        [MOTIONPIPE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def rows_by_key(out: Path) -> dict[str, dict]:
+    """The run's rows by key, checking that no key has two rows."""
+    from pipeline.inspect_run import read_metadata
+
+    rows = read_metadata(out).to_pylist()
+    keys = [row["key"] for row in rows]
+    assert len(keys) == len(set(keys)), "duplicate rows"
+    return {row["key"]: row for row in rows}
 
 
 def shared_root() -> Path:

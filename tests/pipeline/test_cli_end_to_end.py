@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_clip, write_tar
+from conftest import make_clip, motionpipe, rows_by_key, write_tar
 
 from pipeline.inspect_run import read_metadata
 from pipeline.synthetic_video import Scene
 
-MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
 BAD_SHARD_REASONS = {
     "truncated": "decode:truncated",
     "zero_bytes": "decode:empty",
@@ -26,12 +22,6 @@ BAD_SHARD_REASONS = {
     "one_frame": "decode:too_few_frames",
     "caption_only": "input:no_video",
 }
-
-
-def motionpipe(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [MOTIONPIPE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
 
 
 def conditions_by_key(tar_path: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -81,13 +71,6 @@ def corpus(tmp_path_factory) -> Path:
     )
     (root / "shards" / "unreadable-000000.tar").write_bytes(b"this is no tar file" * 64)
     return root
-
-
-def rows_by_key(out: Path) -> dict[str, dict]:
-    rows = read_metadata(out).to_pylist()
-    keys = [row["key"] for row in rows]
-    assert len(keys) == len(set(keys)), "duplicate rows"
-    return {row["key"]: row for row in rows}
 
 
 def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):

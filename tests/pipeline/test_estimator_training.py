@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from pipeline.annotate import annotate
@@ -15,7 +16,7 @@ from pipeline.estimator_eval import evaluate
 from pipeline.sample_data import SampleSpec, write_sample_data
 from pipeline.shard_reader import resolve_shards
 from pipeline.shard_runner import SilentProgress
-from pipeline.train_estimator import TrainConfig, train_estimator
+from pipeline.train_estimator import Replica, TrainConfig, train_estimator
 from stages.estimator_io import load_checkpoint
 from stages.estimator_model import CPU_CONFIG
 
@@ -31,7 +32,7 @@ def clip_set(tmp_path_factory):
 
 def test_clips_load_once_with_their_pseudo_labels(clip_set):
     data, _ = clip_set
-    assert len(data.keys) == 8 and data.inputs.shape == (8, 16, 3, 64, 112)
+    assert len(data.keys) == 8 and data.inputs.shape == (8, 16, 6, 64, 112)
     assert data.labels["camera"].max() > 3 and data.labels["object"].min() >= 0
 
 
@@ -40,7 +41,13 @@ def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
     config = TrainConfig(steps=4, batch_pairs=4, checkpoint_every=2, validation_fraction=0.25)
     straight = train_estimator(data, tmp_path / "straight", config)
     assert len(straight["losses"]) == 4
-    train_estimator(data, tmp_path / "resumed", TrainConfig(**{**config.__dict__, "steps": 2}))
+
+    def interrupt_after_the_step_2_checkpoint(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_estimator(data, tmp_path / "resumed", config, on_step=interrupt_after_the_step_2_checkpoint)
     resumed = train_estimator(data, tmp_path / "resumed", config, resume=True)
     assert len(resumed["losses"]) == 2 and resumed["losses"] == straight["losses"][2:]
     first = load_file(str(tmp_path / "straight" / "estimator.safetensors"))
@@ -94,3 +101,18 @@ def test_annotate_with_an_estimator_scores_every_ok_row(clip_set, tmp_path):
     for row in rows:
         assert 1 <= row["object_score"] <= 10 and 1 <= row["camera_score"] <= 10
         assert row["estimator_version"] == version
+
+
+def test_ray_train_runs_the_same_loop_on_two_workers(clip_set, tmp_path):
+    from pipeline.train_estimator_ray import train_estimator_on_ray
+
+    data, _ = clip_set
+    config = TrainConfig(steps=3, batch_pairs=4, checkpoint_every=2, validation_fraction=0.25)
+    summary = train_estimator_on_ray(data, tmp_path / "ckpt", config, workers=2)
+    assert len(summary["losses"]) == 3 and summary["train"] + summary["validation"] == 8
+    model, meta = load_checkpoint(tmp_path / "ckpt")
+    assert meta["step"] == 3 and meta["version"] == summary["version"]
+    scores = model(torch.from_numpy(data.inputs[:2]))
+    assert all(((s >= 1) & (s <= 10)).all() for s in scores)
+    with pytest.raises(ValueError, match="number of workers"):
+        train_estimator(data, tmp_path / "x", TrainConfig(steps=1, batch_pairs=1), replica=Replica(world=2))

@@ -12,7 +12,14 @@ from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
 from stages.estimator_io import ScoreCalibration, estimator_input, load_checkpoint, save_checkpoint
 from stages.estimator_losses import estimator_loss, ranking_loss
-from stages.estimator_model import EstimatorConfig, TAdaConv2d, TemporalCalibration, motion_estimator
+from stages.estimator_model import (
+    INPUT_CHANNELS,
+    EstimatorConfig,
+    TAdaConv2d,
+    TemporalCalibration,
+    flip_averaged_scores,
+    motion_estimator,
+)
 from stages.flow_backends import MissingWeightsError
 from stages.scoring import ScoringConfig, ScoringStage
 
@@ -53,7 +60,7 @@ def test_ranking_loss_orders_a_toy_pair():
 def test_scores_stay_in_range_and_save_load_is_exact(tmp_path):
     torch.manual_seed(2)
     model = motion_estimator(TINY).eval()
-    frames = torch.rand(3, TINY.frames, 3, TINY.height, TINY.width)
+    frames = torch.rand(3, TINY.frames, INPUT_CHANNELS, TINY.height, TINY.width)
     scores = model(frames)
     assert all(((s >= 1) & (s <= 10)).all() for s in scores)
     calibration = ScoreCalibration.fit(np.array([0.0, 1.0, 5.0, 20.0]))
@@ -76,13 +83,15 @@ def test_calibration_spreads_pseudo_labels_over_the_score_range():
 
 
 def moving_square_clips(speeds: list[float], frames: int = 6) -> torch.Tensor:
-    """Grey clips with a bright square moving right at ``speed`` px per frame."""
-    clips = torch.full((len(speeds), frames, 3, TINY.height, TINY.width), 0.2)
-    for index, speed in enumerate(speeds):
+    """Model inputs of grey clips with a bright square moving right at ``speed`` px per frame."""
+    clips = []
+    for speed in speeds:
+        samples = np.full((frames, TINY.height, TINY.width, 3), 50, np.uint8)
         for t in range(frames):
             left = int(2 + speed * t)
-            clips[index, t, :, 8:16, left : left + 8] = 0.9
-    return clips
+            samples[t, 8:16, left : left + 8] = 230
+        clips.append(estimator_input(samples, TINY))
+    return torch.from_numpy(np.stack(clips))
 
 
 def test_a_tiny_training_run_lowers_the_loss():
@@ -109,8 +118,9 @@ def test_estimator_input_resizes_and_pads_frames():
     samples = np.zeros((4, 50, 70, 3), np.uint8)
     samples[-1] = 255
     prepared = estimator_input(samples, TINY)
-    assert prepared.shape == (6, 3, 24, 32) and prepared.dtype == np.float32
-    assert prepared[3:].min() == 1.0  # the last frame repeats
+    assert prepared.shape == (6, INPUT_CHANNELS, 24, 32) and prepared.dtype == np.float32
+    assert prepared[3:, :3].min() == 1.0  # the last frame repeats
+    assert np.abs(prepared[3, 3:]).min() == 1.0 and np.abs(prepared[4:, 3:]).max() == 0.0  # its change, then none
 
 
 def test_scoring_stage_scores_ok_clips_and_leaves_errors_alone(tmp_path):
@@ -128,3 +138,13 @@ def test_scoring_stage_scores_ok_clips_and_leaves_errors_alone(tmp_path):
         assert 1 <= clip.fields["object_score"] <= 10 and 1 <= clip.fields["camera_score"] <= 10
         assert len(clip.fields["estimator_version"]) == 12
     assert "object_score" not in clips[2].fields
+
+
+def test_flip_averaged_scores_do_not_depend_on_the_clip_orientation():
+    torch.manual_seed(4)
+    model = motion_estimator(TINY).eval()
+    clips = moving_square_clips([2, 0])
+    with torch.inference_mode():
+        upright, flipped = flip_averaged_scores(model, clips), flip_averaged_scores(model, clips.flip(-1))
+    for a, b in zip(upright, flipped, strict=True):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,177 @@
+"""Throughput of motionpipe on CPU against its decode limit and against Data-Juicer, in one run (issue 6).
+
+    python benchmarks/throughput.py [--shards 8 --clips-per-shard 25] [--dj-python /tmp/dj/bin/python]
+
+Generates the clips (`sample-data`: 320x240, 24 fps, 2.5 s; 16 samples at 8 fps each), then measures
+(a) decode only with the same sampling and resize, in one process (the CPU limit per core);
+(b) `motionpipe annotate` through Ray with the default config, and with `--conditions none`
+    (statistics and decoupled camera/object motion only), one worker per CPU, incl. Ray start-up;
+(c) Data-Juicer's `video_motion_score_filter` with its defaults (`sampling_fps=2`), one process, in
+    its own virtualenv (`python -m venv /tmp/dj && /tmp/dj/bin/pip install py-data-juicer
+    opencv-contrib-python-headless aiohttp ray`); skipped when --dj-python is not given.
+Prints clips/s/core, the ratios b/a and b/c, and the peak RSS of each run (the process tree's sum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from pipeline.config import build_config
+from pipeline.shard_reader import iter_samples, resolve_shards
+from stages.base import ClipRecord
+from stages.decode import DecodeStage
+
+MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
+DATA_JUICER_SCRIPT = """
+import sys, time
+from data_juicer.ops.filter import VideoMotionScoreFilter
+from data_juicer.utils.constant import Fields
+op = VideoMotionScoreFilter(sampling_fps=2)
+paths = sys.argv[1:]
+started = time.perf_counter()
+for path in paths:
+    op.compute_stats_single({"videos": [path], "text": "", Fields.stats: {}})
+print(time.perf_counter() - started)
+"""
+
+
+class PeakMemory:
+    """Samples the resident memory of this process tree (or of a child's tree) while a block runs."""
+
+    def __init__(self, root: psutil.Process) -> None:
+        self.root = root
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in processes if p.is_running()))
+            except psutil.Error:
+                continue
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def decode_only(shards: list[str]) -> int:
+    stage = DecodeStage(build_config().decode)
+    stage.setup()
+    count = 0
+    for shard in shards:
+        for sample in iter_samples(shard):
+            clip = ClipRecord(sample.key, shard, sample.payloads, sample.member_names)
+            stage.process([clip])
+            count += clip.ok
+    return count
+
+
+def measure(label: str, cores: int, work: Callable[[], tuple[int, float]]) -> float:
+    """Runs ``work`` (-> clips, seconds), prints clips/s/core and peak RSS, returns clips/s/core."""
+    with PeakMemory(psutil.Process()) as memory:
+        clips, seconds = work()
+    rate = clips / seconds / cores
+    peak = memory.peak / 2**30
+    print(f"{label:<58} {clips:>4} clips {seconds:7.1f} s {rate:6.2f} clips/s/core  peak RSS {peak:5.2f} GiB")
+    return rate
+
+
+def timed(work: Callable[[], int]) -> tuple[int, float]:
+    started = time.perf_counter()
+    clips = work()
+    return clips, time.perf_counter() - started
+
+
+def annotate_on_ray(shards: Path, out: Path, *options: str) -> int:
+    done = subprocess.run([MOTIONPIPE, "annotate", str(shards), str(out), *options], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return sum(1 for _ in iter_ok_rows(out))
+
+
+def iter_ok_rows(out: Path):
+    import pyarrow.parquet as pq
+
+    for path in sorted((out / "metadata").glob("*.parquet")):
+        yield from (row for row in pq.read_table(path, columns=["status"]).column("status").to_pylist() if row == "ok")
+
+
+def extract_videos(shards: list[str], folder: Path) -> list[str]:
+    """Data-Juicer reads paths: write each clip's mp4 once, outside the timed part."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for shard in shards:
+        with tarfile.open(shard) as archive:
+            for member in archive.getmembers():
+                if member.name.endswith(".mp4"):
+                    path = folder / member.name
+                    path.write_bytes(archive.extractfile(member).read())
+                    paths.append(str(path))
+    return paths
+
+
+def data_juicer(python: str, videos: list[str]) -> tuple[int, float]:
+    done = subprocess.run([python, "-c", DATA_JUICER_SCRIPT, *videos], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return len(videos), float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--clips-per-shard", type=int, default=25)
+    parser.add_argument("--dj-python", help="python of a virtualenv with py-data-juicer installed")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        subprocess.run(
+            [MOTIONPIPE, "sample-data", str(root), "--shards", str(args.shards),
+             "--clips-per-shard", str(args.clips_per_shard)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        shards = resolve_shards([str(root / "shards")])
+        print(f"{args.shards * args.clips_per_shard} clips 320x240 24 fps 2.5 s in {args.shards} shards; {cores} CPUs")
+        decode = measure("(a) decode only, 1 process", 1, lambda: timed(lambda: decode_only(shards)))
+        full = measure(
+            "(b) annotate on Ray, default config (conditions all)",
+            cores,
+            lambda: timed(lambda: annotate_on_ray(root / "shards", root / "full")),
+        )
+        stats = measure(
+            "(b') annotate on Ray, --conditions none",
+            cores,
+            lambda: timed(lambda: annotate_on_ray(root / "shards", root / "stats", "--conditions", "none")),
+        )
+        print(f"b/a = {full / decode:.2f}   b'/a = {stats / decode:.2f}")
+        if args.dj_python:
+            videos = extract_videos(shards, root / "videos")
+            juicer = measure(
+                "(c) Data-Juicer video_motion_score_filter, 1 process", 1, lambda: data_juicer(args.dj_python, videos)
+            )
+            print(f"b/c = {full / juicer:.2f}   b'/c = {stats / juicer:.2f}")
+        else:
+            print("(c) skipped: pass --dj-python (see the docstring for the virtualenv)")
+
+
+if __name__ == "__main__":
+    main()

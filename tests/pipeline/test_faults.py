@@ -1,0 +1,140 @@
+"""Faults on the Ray engine, for real: workers that segfault or hang on a clip, a driver killed mid-run,
+a node lost mid-run. Whatever happens, the output has exactly one row per input clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import MOTIONPIPE, make_clip, motionpipe, rows_by_key, write_tar
+
+from pipeline.fault_injection import FAULTS_ENV
+from pipeline.synthetic_video import Scene
+
+pytestmark = pytest.mark.slow
+STATISTICS_ONLY = ("--conditions", "none")
+
+
+def small_shards(root: Path, shards: int, clips: int) -> list[str]:
+    """Shards of small real clips, keys s{shard}c{clip}."""
+    clip = make_clip(Scene(seed=3, pan=(6.0, 0.0)), 96, 64, seconds=1.0)
+    paths = []
+    for shard in range(shards):
+        members = [(f"s{shard}c{index}.mp4", clip) for index in range(clips)]
+        paths.append(str(write_tar(root / f"shard-{shard:03d}.tar", members)))
+    return paths
+
+
+def expected_keys(shards: int, clips: int) -> set[str]:
+    return {f"s{shard}c{index}" for shard in range(shards) for index in range(clips)}
+
+
+def assert_complete(out: Path, shards: int, clips: int) -> dict[str, dict]:
+    rows = rows_by_key(out)  # asserts no duplicates
+    assert set(rows) == expected_keys(shards, clips)
+    assert not list(out.rglob(".*.tmp")), "temporary files left visible"
+    assert not list((out / "attempts").glob("*.json")), "attempt records left behind"
+    manifest = [json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")]
+    assert len(manifest) == shards and {entry["status"] for entry in manifest} == {"done"}
+    return rows
+
+
+def test_a_clip_that_crashes_or_hangs_its_worker_becomes_an_error_row(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=1, clips=6)
+    out = tmp_path / "out"
+    done = motionpipe(
+        "annotate", *shards, str(out), "--workers", "1", *STATISTICS_ONLY,
+        "--set", "execution.batch_size=2", "--set", "execution.clip_timeout_s=10",
+        env={FAULTS_ENV: "crash:s0c1,hang:s0c4"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = assert_complete(out, shards=1, clips=6)
+    assert (rows["s0c1"]["status"], rows["s0c1"]["error"]) == ("error", "worker:crashed")
+    assert (rows["s0c4"]["status"], rows["s0c4"]["error"]) == ("error", "worker:timeout")
+    assert "died 2 times" in rows["s0c1"]["error_detail"]
+    for key in ("s0c0", "s0c2", "s0c3", "s0c5"):  # batch-mates of the bad clips were rerun alone and are fine
+        assert rows[key]["status"] == "ok", rows[key]
+
+
+def test_a_killed_driver_resumes_to_exactly_one_row_per_clip(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=6, clips=3)
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [MOTIONPIPE, "annotate", *shards, str(out), *STATISTICS_ONLY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(list((out / "manifest").glob("*.json"))) >= 1, timeout=120)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    # workers finish the shard they hold (published atomically, or not at all), then die with their job
+    again = motionpipe("annotate", *shards, str(out), *STATISTICS_ONLY)
+    assert again.returncode == 0, again.stderr
+    assert "6 shard(s): 0 annotated" not in again.stdout, "the first run finished before it was killed"
+    rows = assert_complete(out, shards=6, clips=3)
+    assert all(row["status"] == "ok" for row in rows.values())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.2)
+
+
+def alive_nodes(address: str, env: dict[str, str]) -> int:
+    count = "import ray; ray.init(address='%s', log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+    done = subprocess.run([sys.executable, "-c", count % address], env=env, capture_output=True, text=True)
+    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
+
+
+def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=6, clips=3)
+    out = tmp_path / "out"
+    port = free_port()
+    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp}
+    ray = str(Path(MOTIONPIPE).parent / "ray")
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    head_only = ["--head", f"--port={port}", "--include-dashboard=false"]
+    head = subprocess.run([ray, "start", *head_only, *common], env=env, capture_output=True, text=True)
+    assert head.returncode == 0, head.stderr[-2000:]
+    second = subprocess.Popen(
+        [ray, "start", f"--address=127.0.0.1:{port}", "--block", "--resources", '{"second_node": 1}', *common],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: alive_nodes(f"127.0.0.1:{port}", env) == 2, timeout=60)
+        driver = subprocess.Popen(
+            [MOTIONPIPE, "annotate", *shards, str(out), "--address", f"127.0.0.1:{port}", *STATISTICS_ONLY],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: len(list((out / "manifest").glob("*.json"))) >= 1, timeout=120)
+        os.killpg(second.pid, signal.SIGKILL)  # the second node's raylet, object store and workers
+        stdout, stderr = driver.communicate(timeout=300)
+        assert driver.returncode == 0, stderr
+        assert_complete(out, shards=6, clips=3)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
