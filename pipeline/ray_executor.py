@@ -1,8 +1,8 @@
 """The Ray engine: shard workers as actors sized by the stages' declared resources.
 
-This is the only module that knows Ray. Each actor builds its stages once (models load once
-per worker) and annotates whole shards; the driver hands out shards as actors become free and
-polls a small counter actor for per-clip progress.
+Besides train_estimator_ray.py (Ray Train), the only module that knows Ray. Each actor builds its
+stages once (models load once per worker) and annotates whole shards; the driver hands out shards as
+actors become free and polls a small counter actor for per-clip progress.
 """
 
 from __future__ import annotations

@@ -111,13 +111,11 @@ class RunLayout:
     def attempts_path(self, shard: str) -> Path:
         return self.root / "attempts" / f"{shard}.json"
 
-    def remove_stale_temporaries(self) -> int:
-        """Delete the hidden temporary files that killed writers left behind; returns how many."""
-        stale = [p for folder in (self.metadata_dir, self.conditions_dir, self.manifest_dir, self.root / "attempts")
-                 if folder.is_dir() for p in folder.glob(".*.tmp")]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+    def remove_stale_temporaries(self) -> None:
+        """Delete the hidden temporary files that killed writers left behind."""
+        for folder in (self.metadata_dir, self.conditions_dir, self.manifest_dir, self.root / "attempts"):
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
 
     def conditions_path(self, shard: str) -> Path:
         return self.conditions_dir / f"{shard}.tar"
