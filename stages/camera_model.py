@@ -51,9 +51,13 @@ def fit_camera(forward: np.ndarray, backward: np.ndarray) -> CameraFit:
 
 def camera_flow(homography: np.ndarray, width: int, height: int) -> np.ndarray:
     """``float32[H, W, 2]``: the displacement the homography gives every pixel."""
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    points = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ homography.T
-    return (points[..., :2] / points[..., 2:3] - np.stack([xs, ys], axis=-1)).astype(np.float32)
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    h = homography.astype(np.float32)
+    scale = h[2, 0] * xs + h[2, 1] * ys + h[2, 2]
+    moved_x = (h[0, 0] * xs + h[0, 1] * ys + h[0, 2]) / scale
+    moved_y = (h[1, 0] * xs + h[1, 1] * ys + h[1, 2]) / scale
+    return np.dstack([moved_x - xs, moved_y - ys])
 
 
 @dataclass(frozen=True)

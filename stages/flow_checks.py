@@ -24,8 +24,13 @@ def sample_field(field: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def round_trip_agrees(moved: np.ndarray, returned: np.ndarray) -> np.ndarray:
     """``bool[...]``: a forward displacement and the backward one found where it lands cancel out."""
-    error = np.sum((moved + returned) ** 2, axis=-1)
-    return error < FB_ALPHA * (np.sum(moved**2, axis=-1) + np.sum(returned**2, axis=-1)) + FB_BETA
+    error = squared_length(moved + returned)
+    return error < FB_ALPHA * (squared_length(moved) + squared_length(returned)) + FB_BETA
+
+
+def squared_length(vectors: np.ndarray) -> np.ndarray:
+    """``|v|^2`` over the last axis of size 2 (written out: numpy's reduction over a 2-long axis is ~5x slower)."""
+    return vectors[..., 0] ** 2 + vectors[..., 1] ** 2
 
 
 def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
