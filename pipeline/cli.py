@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the same config are skipped, so an interrupted run resumes. Exit status: 0 when every shard was "
         "annotated (clips in error still get rows), 1 when a shard could not be read, 2 on bad usage.",
     )
-    annotate.add_argument("inputs", nargs="+", metavar="IN", help="shard .tar files, directories of them, or globs")
+    annotate.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IN",
+        help="shard .tar files, directories of them, or globs; local paths or URLs (file://, s3://, gs://)",
+    )
     annotate.add_argument("out", metavar="OUT", help="output directory")
     annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config (sections: see README, Config)")
     annotate.add_argument(
@@ -196,11 +201,14 @@ def run_annotate(args: argparse.Namespace) -> int:
     from pipeline.config import build_config
     from pipeline.ray_executor import InsufficientResourcesError
     from pipeline.shard_reader import resolve_shards
+    from pipeline.shard_sources import is_url
     from stages.flow_backends import MissingWeightsError
 
     try:
         config = build_config(args.config, cli_overrides(args))
         shard_paths = resolve_shards(args.inputs)
+        if is_url(args.out):
+            raise ValueError(f"OUT must be a local or mounted folder for now (atomic renames), got {args.out}")
     except (ValueError, FileNotFoundError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
         return EXIT_USAGE

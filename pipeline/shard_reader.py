@@ -7,12 +7,12 @@ Names that are not UTF-8 get their stray bytes escaped (``\\xff``).
 
 from __future__ import annotations
 
-import glob
 import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+
+from pipeline.shard_sources import list_shards, open_shard
 
 
 class ShardReadError(Exception):
@@ -46,7 +46,7 @@ def iter_samples(path: str) -> Iterator[Sample]:
     """Yield the shard's samples in tar order; a tar-level fault raises ShardReadError."""
     current: Sample | None = None
     try:
-        with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
+        with open_shard(path) as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -78,7 +78,7 @@ def _ends_with_end_marker(path: str, offset: int) -> bool:
 
     Compressed tars are trusted to their codec's own checks.
     """
-    with open(path, "rb") as handle:
+    with open_shard(path) as handle:
         if handle.read(6).startswith(COMPRESSED_MAGIC):
             return True
         handle.seek(offset)
@@ -87,22 +87,8 @@ def _ends_with_end_marker(path: str, offset: int) -> bool:
 
 
 def resolve_shards(inputs: list[str]) -> list[str]:
-    """Expand directories (their ``*.tar``) and globs into a sorted, de-duplicated list of shard paths."""
-    shards: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).glob("*.tar"))
-            if not found:
-                raise FileNotFoundError(f"no .tar shards in directory {item}")
-        elif any(char in item for char in "*?["):
-            found = sorted(glob.glob(item))
-            if not found:
-                raise FileNotFoundError(f"glob {item!r} matches no files")
-        elif os.path.exists(item):
-            found = [item]
-        else:
-            raise FileNotFoundError(f"input {item} does not exist")
-        shards.extend(os.path.abspath(p) for p in found)
+    """Expand directories (their ``*.tar``) and globs, local or URLs, into a de-duplicated list of shards."""
+    shards = [shard for item in inputs for shard in list_shards(item)]
     unique = list(dict.fromkeys(shards))
     names = [shard_name(p) for p in unique]
     clashes = sorted({n for n in names if names.count(n) > 1})

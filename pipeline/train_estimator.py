@@ -35,7 +35,7 @@ class TrainConfig:
     steps: int = 800
     batch_pairs: int = 8
     learning_rate: float = 2e-3
-    regression_weight: float = 0.5
+    regression_weight: float = 1.0
     margin: float = 1.0
     pair_margin: float = 0.2
     validation_fraction: float = 0.2

@@ -1,10 +1,10 @@
 """The estimator's inputs and checkpoints.
 
 Inputs: the clip's samples, resized to the model's size, padded to its frame count by repeating the
-last frame (a short clip then reads as stopping, not as jumping back), each beside its camera-compensated
-difference to the previous sample. Checkpoints: weights in
-safetensors (loading never unpickles) beside a JSON file with the model config, the score
-calibrations and what produced it; the version is a hash of the weights.
+last frame (a short clip then reads as stopping, not as jumping back), each beside its
+camera-compensated difference to the previous sample. Checkpoints: weights in safetensors (loading
+never unpickles) beside a JSON file with the model config, the score calibrations and what produced
+it; the version is a hash of the weights.
 """
 
 from __future__ import annotations

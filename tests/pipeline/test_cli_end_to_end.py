@@ -190,6 +190,7 @@ def test_raft_with_random_weights_marks_every_row(corpus, tmp_path):
         (["annotate", "{shard}", "{out}", "--flow-backend", "raft_large"], "--flow-weights PATH"),
         (["annotate", "{shard}", "{out}", "--conditions", "heatmaps"], "conditions.include"),
         (["sample-data", "{out}", "--width", "161"], "even"),
+        (["annotate", "{shard}", "s3://bucket/out"], "OUT must be a local or mounted folder"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):

@@ -44,3 +44,18 @@ def test_inputs_resolve_from_directories_globs_and_files(tmp_path, tar_writer):
     other = tar_writer("e/a.tar", [("k.txt", b"")])
     with pytest.raises(ValueError, match="share names"):
         resolve_shards([str(a), str(other)])
+
+
+def test_shards_are_listed_and_read_through_filesystem_urls(tmp_path, tar_writer):
+    for name in ("a-000.tar", "b-000.tar"):
+        tar_writer(name, [("k1.mp4", b"x" * 600), ("k1.txt", b"caption"), ("k2.mp4", b"y" * 10)])
+    (tmp_path / "notes.md").write_text("not a shard")
+    folder = f"file://{tmp_path}"
+    assert resolve_shards([folder]) == [f"{folder}/a-000.tar", f"{folder}/b-000.tar"]
+    assert resolve_shards([f"{folder}/b-*.tar"]) == [f"{folder}/b-000.tar"]
+    url = f"{folder}/a-000.tar"
+    local = list(iter_samples(str(tmp_path / "a-000.tar")))
+    remote = list(iter_samples(url))
+    assert [s.key for s in remote] == ["k1", "k2"] and remote == local
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_shards([f"{folder}/missing.tar"])
