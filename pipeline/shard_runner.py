@@ -198,8 +198,8 @@ class ShardAnnotator:
             if clip.ok and (verdict := attempts.given_up(clip.key)):
                 clip.fail(*verdict)
         runnable = [clip for clip in clips if clip.ok]
-        suspects = [clip for clip in runnable if attempts.suspected(clip.key)]
-        groups = [[clip] for clip in suspects] + [[clip for clip in runnable if clip not in suspects]]
+        suspects = [[clip] for clip in runnable if attempts.suspected(clip.key)]
+        groups = [*suspects, [clip for clip in runnable if not attempts.suspected(clip.key)]]
         for group in filter(None, groups):
             attempts.start([clip.key for clip in group])
             with watchdog.armed(len(group)) if watchdog else nullcontext():
