@@ -102,6 +102,7 @@ def annotate_on_ray(
     """Annotate shards on a Ray cluster; a shard whose worker dies is retried on a fresh worker (the clips it
     died on are counted, see clip_attempts), up to execution.max_shard_attempts, then reported failed."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     started_here = connect(address)
     try:
@@ -115,7 +116,9 @@ def annotate_on_ray(
         cluster_cpus = cluster.get("CPU", 1.0)
         count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
         count = min(count, len(shard_paths))
-        counter = ray.remote(ClipCounter).options(num_cpus=0).remote()
+        # on the driver's node: the progress counter must not die with a worker node
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        counter = ray.remote(ClipCounter).options(num_cpus=0, scheduling_strategy=here).remote()
         worker_class = ray.remote(ShardWorker).options(num_cpus=resources.cpus, num_gpus=resources.gpus)
         device = "cuda" if resources.gpus > 0 else "cpu"
         layout = RunLayout(Path(out_dir))
