@@ -1,6 +1,6 @@
 """Accuracy of camera vs object motion on synthetic clips with known motion, against two baselines.
 
-    python benchmarks/decouple.py [--seeds 1] [--shared ../shared]
+    python benchmarks/decouple.py [--seeds 1] [--shared ../shared] [--set section.key=value ...]
 
 Every combination of camera motion (static, slow/fast pan both ways, tilt up/down, zoom in/out) and
 object motion (none, slow, fast, two objects) is rendered, encoded as H.264 and annotated in-process
@@ -102,8 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=1, help="clips per camera x object combination")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--set", action="append", default=[], help="config override, e.g. flow.dis_preset=fast")
     args = parser.parse_args()
-    stages = build_annotation_stages(build_config(overrides=["conditions.include=none", "tracking.tracker=flow_chain"]))
+    overrides = ["conditions.include=none", "tracking.tracker=flow_chain", *args.set]
+    stages = build_annotation_stages(build_config(overrides=overrides))
     for stage in stages:
         stage.setup()
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from pipeline import __version__
@@ -16,6 +17,8 @@ class TqdmProgress:
 
     def __init__(self, total_shards: int) -> None:
         self._bar = None
+        self.created_at = time.monotonic()
+        self.started_at: float | None = None
         self.total_shards = total_shards
         self.shards_done = 0
         self.errors = 0
@@ -36,6 +39,7 @@ class TqdmProgress:
         """Called once the workers are set up, so engine start-up does not dilute the clips/s rate."""
         from tqdm import tqdm
 
+        self.started_at = time.monotonic()
         self._bar = tqdm(unit="clip", desc="annotate", dynamic_ncols=True, file=sys.stderr)
 
     def _postfix(self) -> None:
@@ -47,6 +51,12 @@ class TqdmProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+    def timing(self) -> str:
+        """Wall time, with the engine's start-up (Ray, workers, models) apart from the annotation itself."""
+        now = time.monotonic()
+        startup = (self.started_at or now) - self.created_at
+        return f"{now - self.created_at:.1f} s ({startup:.1f} s start-up, {now - (self.started_at or now):.1f} s annotating)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +237,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     print(
         f"{result.shards} shard(s): {len(result.summaries) - len(result.failed)} annotated, "
         f"{len(result.failed)} failed, {result.skipped} already done; "
-        f"{clips} clip(s), {errors} in error. Output: {Path(args.out) / 'metadata'}"
+        f"{clips} clip(s), {errors} in error, {progress.timing()}. Output: {Path(args.out) / 'metadata'}"
     )
     for failed in result.failed:
         print(f"shard failed: {failed.name}: {failed.message}", file=sys.stderr)

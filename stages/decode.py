@@ -34,7 +34,7 @@ class DecodeConfig:
     fps_target: float = 8.0
     max_frames: int = 16
     short_side: int = 256
-    flow_pairs: int = 8
+    flow_pairs: int = 4
     max_pair_gap_s: float = 1 / 24
     threads: int = 1
     max_pixels: int = 40_000_000

@@ -75,7 +75,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
     out = tmp_path / "out"
-    first = motionpipe("annotate", str(corpus / "shards"), str(out))
+    first = motionpipe("annotate", str(corpus / "shards"), str(out), "--conditions", "all")
     assert first.returncode == 1, first.stderr  # the unreadable tar fails, after the others finish
     assert "shard failed: unreadable-000000" in first.stderr
     assert "4 shard(s): 3 annotated, 1 failed, 0 already done; 12 clip(s), 5 in error" in first.stdout
@@ -113,13 +113,13 @@ def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
     assert manifest["unreadable-000000"]["status"] == "failed"
     assert manifest["bad-000000"] | {"clips": 6, "errors": 5, "status": "done"} == manifest["bad-000000"]
 
-    again = motionpipe("annotate", str(corpus / "shards"), str(out))
+    again = motionpipe("annotate", str(corpus / "shards"), str(out), "--conditions", "all")
     assert again.returncode == 1
     assert "0 annotated, 1 failed, 3 already done" in again.stdout
     assert rows_by_key(out).keys() == rows.keys()
 
     good_shards = sorted(str(p) for p in (corpus / "shards").glob("[sb]*.tar"))
-    assert motionpipe("annotate", *good_shards, str(out)).returncode == 0
+    assert motionpipe("annotate", *good_shards, str(out), "--conditions", "all").returncode == 0
 
     summary = motionpipe("inspect", str(out))
     assert summary.returncode == 0
@@ -130,8 +130,8 @@ def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
 def test_local_engine_writes_the_same_rows_as_ray(corpus, tmp_path):
     shards = sorted(str(p) for p in (corpus / "shards").glob("sample-*.tar"))
     ray_out, local_out = tmp_path / "ray", tmp_path / "local"
-    assert motionpipe("annotate", *shards, str(ray_out), "--workers", "1").returncode == 0
-    assert motionpipe("annotate", *shards, str(local_out), "--local").returncode == 0
+    assert motionpipe("annotate", *shards, str(ray_out), "--workers", "1", "--conditions", "all").returncode == 0
+    assert motionpipe("annotate", *shards, str(local_out), "--local", "--conditions", "all").returncode == 0
     for shard in ("sample-000000", "sample-000001"):
         ray_table = pq.read_table(ray_out / "metadata" / f"{shard}.parquet")
         local_table = pq.read_table(local_out / "metadata" / f"{shard}.parquet")

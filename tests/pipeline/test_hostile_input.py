@@ -120,7 +120,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
     )
     tar_with_raw_names(root / "in" / "names-000.tar", [(b"caf\xe9.mp4", clip)])
     out = root / "work" / "out"
-    config = build_config()
+    config = build_config(overrides=["conditions.include=all"])
     result = annotate(sorted(str(p) for p in (root / "in").glob("*.tar")), out, config, SilentProgress(), local=True)
     assert not result.failed
     rows: dict[str, list[dict]] = {}

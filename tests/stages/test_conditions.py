@@ -17,7 +17,7 @@ SCENE = Scene(seed=31, objects=(OBJECT,))
 
 @pytest.fixture(scope="module")
 def annotated():
-    return run_stages(ready_stages(), make_clip(SCENE))
+    return run_stages(ready_stages("conditions.include=all"), make_clip(SCENE))
 
 
 def object_mask_at(t: float, width: int, height: int) -> np.ndarray:

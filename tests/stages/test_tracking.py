@@ -90,5 +90,5 @@ def test_track_pseudo_labels_on_a_pan_with_an_object():
 def test_auto_tracker_runs_only_when_dense_tracks_are_built_anyway():
     names = [stage.name for stage in build_annotation_stages(build_config(overrides=["conditions.include=none"]))]
     assert "tracking" not in names and "tracks" not in names
-    names = [stage.name for stage in build_annotation_stages(build_config())]
+    names = [stage.name for stage in build_annotation_stages(build_config(overrides=["conditions.include=all"]))]
     assert names[-2:] == ["tracking", "conditions"] and "tracks" in names
