@@ -119,7 +119,8 @@ class RayRun:
 
     def steady_rate(self, clips: int, cores: int) -> float:
         rate = clips / self.annotating_s / cores
-        print(f"{'    after start-up (workers ready)':<58} {clips:>4} clips {self.annotating_s:7.1f} s {rate:6.2f} clips/s/core")
+        label = "    after start-up (workers ready)"
+        print(f"{label:<58} {clips:>4} clips {self.annotating_s:7.1f} s {rate:6.2f} clips/s/core")
         return rate
 
 

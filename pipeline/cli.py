@@ -55,8 +55,9 @@ class TqdmProgress:
     def timing(self) -> str:
         """Wall time, with the engine's start-up (Ray, workers, models) apart from the annotation itself."""
         now = time.monotonic()
-        startup = (self.started_at or now) - self.created_at
-        return f"{now - self.created_at:.1f} s ({startup:.1f} s start-up, {now - (self.started_at or now):.1f} s annotating)"
+        ready = self.started_at or now
+        total = now - self.created_at
+        return f"{total:.1f} s ({ready - self.created_at:.1f} s start-up, {now - ready:.1f} s annotating)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +185,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print shard and clip counts, error reasons and the distribution of each motion statistic.",
     )
     inspect.add_argument("out", metavar="OUT", help="output directory of an annotate run")
+
+    select = commands.add_parser(
+        "filter",
+        help="select rows (and clips) of a run by an expression",
+        description="Write TO/metadata.parquet with the rows of OUT the expression selects and, with --shards, "
+        "TO/shards/SHARD.tar holding their clips (ok rows), streamed from the input shards. Expressions are "
+        "Python-style: comparisons (== != < <= > >=), and/or/not, parentheses, 'in [...]', 'is None', + - * /. "
+        "A comparison with null selects nothing.",
+    )
+    select.add_argument("out", metavar="OUT", help="output directory of an annotate run")
+    select.add_argument("--where", required=True, help="e.g. \"object_score >= 6 and camera_type == 'static'\"")
+    select.add_argument("--to", required=True, metavar="TO", help="destination folder")
+    select.add_argument("--shards", action="store_true", help="also write WebDataset shards of the selected clips")
+    select.add_argument("--overwrite", action="store_true", help="replace an earlier selection in TO")
+
+    diffusion = commands.add_parser(
+        "train-diffusion",
+        help="fine-tune the small video diffusion model on a run's conditions",
+        description="Fine-tune motionpipe's small video diffusion model (CPU-sized) on the clips of OUT that --where "
+        "selects, with every motion condition (scores, trajectories, masks, heatmap-weighted loss). Writes "
+        "CKPT/denoiser.safetensors and CKPT/denoiser.json. OUT must be annotated with --conditions all.",
+    )
+    diffusion.add_argument("run", metavar="OUT", help="annotate output directory (with conditions)")
+    diffusion.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder")
+    diffusion.add_argument("--where", default="status == 'ok'", help="filter expression (see `filter`)")
+    diffusion.add_argument("--shards", default="", help="read videos from this folder by shard name (TO/shards)")
+    diffusion.add_argument(
+        "--scores", default="object_score,camera_score",
+        help="two metadata columns as the (object, camera) scores; object_motion,camera_motion without an estimator",
+    )  # fmt: skip
+    diffusion.add_argument("--steps", type=int, default=20)
+    diffusion.add_argument("--batch-size", type=int, default=2)
+    diffusion.add_argument("--frames", type=int, default=8)
+    diffusion.add_argument("--size", default="64x64", help="training WIDTHxHEIGHT in px")
+    diffusion.add_argument("--focal-weight", type=float, default=1.0, help="MotiF's lambda")
+    diffusion.add_argument("--workers", type=int, default=0, help="dataloader worker processes")
+    diffusion.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -333,8 +371,65 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_filter(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.dataset_filter import FilterTargetError, filter_run
+    from pipeline.filter_expression import ExpressionError
+
+    with tqdm(unit="shard", desc="filter", disable=not args.shards, file=sys.stderr) as bar:
+        try:
+            result = filter_run(args.out, args.where, args.to, args.shards, args.overwrite, lambda _: bar.update())
+        except (ExpressionError, FilterTargetError, FileNotFoundError) as error:
+            print(f"motionpipe filter: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"selected {result.rows_selected} of {result.rows_in} rows ({result.ok_selected} ok) -> {Path(args.to)}")
+    if args.shards:
+        shards = len(result.shards_written)
+        print(f"wrote {result.clips_written} clips in {shards} shard(s) to {Path(args.to) / 'shards'}")
+        if result.clips_written < result.ok_selected:
+            print(f"{result.ok_selected - result.clips_written} selected clips were not found in their input "
+                  "shards (changed since annotation?)", file=sys.stderr)  # fmt: skip
+            return EXIT_SHARDS_FAILED
+    return EXIT_OK
+
+
+def run_train_diffusion(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.filter_expression import ExpressionError
+    from pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion
+    from stages.trainer.dataset import TrainingDataConfig
+
+    try:
+        width, height = (int(side) for side in args.size.lower().split("x"))
+        scores = tuple(name.strip() for name in args.scores.split(","))
+        if len(scores) != 2:
+            raise ValueError(f"--scores needs two columns (object, camera), got {args.scores!r}")
+        data = TrainingDataConfig(args.run, args.where, args.shards, args.frames, width, height, scores, seed=args.seed)
+        config = DiffusionTrainConfig(
+            data, steps=args.steps, batch_size=args.batch_size, focal_weight=args.focal_weight, workers=args.workers,
+            seed=args.seed,
+        )  # fmt: skip
+        with tqdm(total=args.steps, unit="step", desc="train-diffusion", file=sys.stderr) as bar:
+
+            def show(_: int, loss: float) -> None:
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.4f}")
+
+            result = train_diffusion(config, args.out, show)
+    except (ValueError, ExpressionError, FileNotFoundError) as error:
+        print(f"motionpipe train-diffusion: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    probe = f"probe loss {result.probe_before:.4f} -> {result.probe_after:.4f}"
+    print(f"{args.steps} steps on {result.clips} clips; {probe}; checkpoint in {args.out}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "annotate": run_annotate,
+    "train-diffusion": run_train_diffusion,
+    "filter": run_filter,
     "sample-data": run_sample_data,
     "inspect": run_inspect,
     "train-estimator": run_train_estimator,

@@ -115,3 +115,23 @@ def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
 @pytest.fixture
 def tar_writer(tmp_path: Path) -> Callable[[str, list[tuple[str, bytes]]], Path]:
     return lambda name, members: write_tar(tmp_path / name, members)
+
+
+@pytest.fixture(scope="session")
+def annotated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run with every condition, for what consumes a run (filter, trainer, report): ROOT/shards holds
+    two synthetic shards (captions, known motion) and one with a broken clip; ROOT/out is their annotation."""
+    from pipeline.annotate import annotate
+    from pipeline.sample_data import SampleSpec, write_sample_data
+    from pipeline.shard_reader import resolve_shards
+    from pipeline.shard_runner import SilentProgress
+
+    root = tmp_path_factory.mktemp("annotated_run")
+    write_sample_data(root, shards=2, clips_per_shard=5, seed=3, spec=SampleSpec(width=192, height=128, seconds=2.0))
+    good = make_clip(Scene(seed=41, pan=(6.0, 0.0)), 192, 128, seconds=2.0)
+    members = [("pan.mp4", good), ("pan.txt", b"a pan"), ("broken.mp4", b"x" * 900)]
+    write_tar(root / "shards" / "mixed-000000.tar", members)
+    config = build_config(overrides=["conditions.include=all", "decode.short_side=96"])
+    result = annotate(resolve_shards([str(root / "shards")]), root / "out", config, SilentProgress(), local=True)
+    assert not result.failed
+    return root

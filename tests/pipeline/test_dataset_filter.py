@@ -1,0 +1,97 @@
+"""``motionpipe filter`` on a real annotated run: the same rows as pandas selects, real shards out."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import motionpipe
+
+from pipeline.dataset_filter import FilterTargetError, filter_run, select_rows
+from pipeline.filter_expression import ExpressionError
+from pipeline.shard_reader import iter_samples
+
+# expression for motionpipe -> the same selection written for pandas' DataFrame.query
+SAME_SELECTIONS = {
+    "object_motion >= 2 and camera_type == 'static'": "object_motion >= 2 and camera_type == 'static'",
+    "camera_type in ['pan_left', 'pan_right'] or flow_mean > 8": (
+        "camera_type in ['pan_left', 'pan_right'] or flow_mean > 8"
+    ),
+    "not static_clip and object_motion > 2 * camera_motion": (
+        "static_clip == False and object_motion > 2 * camera_motion"
+    ),
+    "status == 'error'": "status == 'error'",
+    "1 < flow_mean <= 6": "1 < flow_mean <= 6",
+    "object_score is None and -camera_motion < -1": "object_score.isnull() and -camera_motion < -1",
+}
+
+
+@pytest.fixture(scope="module")
+def metadata(annotated_run):
+    return pd.read_parquet(annotated_run / "out" / "metadata")
+
+
+@pytest.mark.parametrize("where", SAME_SELECTIONS)
+def test_selects_the_rows_pandas_selects(annotated_run, metadata, where):
+    expected = metadata.query(SAME_SELECTIONS[where], engine="python")
+    selected = select_rows(annotated_run / "out", where)
+    assert sorted(selected.column("key").to_pylist()) == sorted(expected["key"])
+
+
+def test_the_selections_are_not_trivial(annotated_run, metadata):
+    sizes = [len(metadata.query(query, engine="python")) for query in SAME_SELECTIONS.values()]
+    assert all(0 < size < len(metadata) for size in sizes), sizes
+
+
+def test_writes_rows_and_streamed_shards_of_the_selected_ok_clips(annotated_run, metadata, tmp_path):
+    where = "flow_mean > 2 or status == 'error'"
+    done = motionpipe("filter", str(annotated_run / "out"), "--where", where, "--to", str(tmp_path / "f"), "--shards")
+    assert done.returncode == 0, done.stderr
+    expected = metadata.query("flow_mean > 2 or status == 'error'", engine="python")
+    table = pq.read_table(tmp_path / "f" / "metadata.parquet")
+    assert sorted(table.column("key").to_pylist()) == sorted(expected["key"])
+    assert table.schema.metadata[b"motionpipe.selection"].decode() == where
+    selection = json.loads((tmp_path / "f" / "selection.json").read_text())
+    assert selection["where"] == where and selection["rows_in"] == len(metadata)
+
+    copied = {}
+    for shard in sorted((tmp_path / "f" / "shards").glob("*.tar")):
+        for sample in iter_samples(str(shard)):
+            copied[(shard.stem, sample.key)] = sample
+    ok = expected[expected["status"] == "ok"]
+    assert sorted(copied) == sorted((row.shard.rsplit("/", 1)[-1][:-4], row.key) for row in ok.itertuples())
+    originals = {s.key: s for shard in ok["shard"].unique() for s in iter_samples(shard)}
+    for (_, key), sample in copied.items():
+        assert sample.payloads == originals[key].payloads  # every member of the sample, byte for byte
+    assert copied["mixed-000000", "pan"].payloads["txt"] == b"a pan"
+    assert "broken" in set(expected["key"]) and ("mixed-000000", "broken") not in copied
+
+
+def test_bad_expressions_are_clear_errors(annotated_run):
+    out = annotated_run / "out"
+    with pytest.raises(ExpressionError, match="unknown column 'object_moton'; columns: key, shard"):
+        select_rows(out, "object_moton > 3")
+    with pytest.raises(ExpressionError, match="camera_type: string"):
+        select_rows(out, "camera_type > 3")
+    with pytest.raises(ExpressionError, match="cannot parse"):
+        select_rows(out, "object_motion >")
+    with pytest.raises(ExpressionError, match="expected a comparison"):
+        select_rows(out, "__import__('os').system('true')")
+    with pytest.raises(ExpressionError, match="list of literals"):
+        select_rows(out, "camera_type in camera_type")
+
+
+def test_an_earlier_selection_is_replaced_only_with_overwrite(annotated_run, tmp_path):
+    out, target = annotated_run / "out", tmp_path / "f"
+    filter_run(out, "flow_mean > 0", target, write_shards=True)
+    with pytest.raises(FilterTargetError, match="--overwrite"):
+        filter_run(out, "flow_mean > 100", target)
+    result = filter_run(out, "flow_mean > 100", target, overwrite=True)
+    assert result.rows_selected == 0 and pq.read_table(target / "metadata.parquet").num_rows == 0
+    assert not (target / "shards").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FilterTargetError, match="not empty"):
+        filter_run(out, "flow_mean > 0", tmp_path / "other", overwrite=True)

@@ -1,0 +1,37 @@
+"""A short CPU fine-tune of the small video diffusion model on a real annotated run."""
+
+from __future__ import annotations
+
+import torch
+from conftest import motionpipe
+
+from pipeline.train_diffusion import DiffusionTrainConfig, diffusion_loss, load_denoiser, train_diffusion
+from stages.trainer.dataset import MotionTrainingDataset, TrainingDataConfig
+from stages.trainer.video_diffusion import NoiseSchedule
+
+
+def test_twenty_steps_lower_the_loss_and_the_checkpoint_reloads(annotated_run, tmp_path):
+    data = TrainingDataConfig(str(annotated_run / "out"), score_columns=("object_motion", "camera_motion"))
+    config = DiffusionTrainConfig(data, steps=20, batch_size=2)
+    result = train_diffusion(config, tmp_path / "ckpt")
+    assert len(result.losses) == 20 and result.clips == 11
+    assert result.probe_after < 0.7 * result.probe_before, (result.probe_before, result.probe_after)
+
+    model, meta = load_denoiser(tmp_path / "ckpt")
+    assert meta["step"] == 20 and meta["data"]["score_columns"] == ["object_motion", "camera_motion"]
+    batch = next(iter(torch.utils.data.DataLoader(MotionTrainingDataset(data), batch_size=2)))
+    schedule = NoiseSchedule(config.model.diffusion_steps)
+    with torch.no_grad():
+        reloaded = diffusion_loss(model, schedule, batch, config, torch.Generator().manual_seed(config.seed + 1))
+    assert reloaded.item() == result.probe_after
+
+
+def test_the_command_line_trains_and_reports(annotated_run, tmp_path):
+    done = motionpipe(
+        "train-diffusion", str(annotated_run / "out"), "--out", str(tmp_path / "ckpt"), "--steps", "3",
+        "--scores", "object_motion,camera_motion", "--size", "48x32", "--frames", "4",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 steps on 11 clips" in done.stdout and (tmp_path / "ckpt" / "denoiser.safetensors").is_file()
+    refused = motionpipe("train-diffusion", str(annotated_run / "out"), "--out", str(tmp_path / "c2"))
+    assert refused.returncode == 2 and "holds no clip to train on" in refused.stderr
