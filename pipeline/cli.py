@@ -200,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--shards", action="store_true", help="also write WebDataset shards of the selected clips")
     select.add_argument("--overwrite", action="store_true", help="replace an earlier selection in TO")
 
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report of a run (histograms, counts, an animated gallery)",
+        description="Write a static HTML page with PNG charts (score and flow histograms, camera types, error reasons) "
+        "and a gallery of animated clips with their heatmap, motion mask and tracks overlaid. Open TO/index.html "
+        "in a browser; no server needed.",
+    )
+    report.add_argument("out", metavar="OUT", help="output directory of an annotate run")
+    report.add_argument("--to", help="report folder (default OUT/report; replaced as a whole)")
+    report.add_argument("--gallery", type=int, default=8, help="clips in the gallery")
+    report.add_argument("--shards", default="", help="read videos from this folder by shard name")
+
     diffusion = commands.add_parser(
         "train-diffusion",
         help="fine-tune the small video diffusion model on a run's conditions",
@@ -399,7 +411,7 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
 
     from pipeline.filter_expression import ExpressionError
     from pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion
-    from stages.trainer.dataset import TrainingDataConfig
+    from pipeline.training_dataset import TrainingDataConfig
 
     try:
         width, height = (int(side) for side in args.size.lower().split("x"))
@@ -426,8 +438,24 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from pipeline.report import build_report
+
+    if args.gallery < 0:
+        print("motionpipe report: --gallery must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        index = build_report(args.out, args.to, args.gallery, args.shards)
+    except FileNotFoundError as error:
+        print(f"motionpipe report: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {index}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "annotate": run_annotate,
+    "report": run_report,
     "train-diffusion": run_train_diffusion,
     "filter": run_filter,
     "sample-data": run_sample_data,

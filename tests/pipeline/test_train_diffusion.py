@@ -6,7 +6,7 @@ import torch
 from conftest import motionpipe
 
 from pipeline.train_diffusion import DiffusionTrainConfig, diffusion_loss, load_denoiser, train_diffusion
-from stages.trainer.dataset import MotionTrainingDataset, TrainingDataConfig
+from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
 from stages.trainer.video_diffusion import NoiseSchedule
 
 

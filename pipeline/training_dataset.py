@@ -1,4 +1,5 @@
-"""The trainer's dataset: clips of an annotated run, joined by key with their metadata and conditions.
+"""The trainer's dataset: clips of an annotated run, joined by key with their metadata and conditions (the data
+side of the trainer stage; its models are in stages/trainer/).
 
 One item per selected clip: the video from its input shard (or a filter's copy), decoded with the run's
 own sampling so frames line up with the conditions, resized to the training size, plus every
@@ -9,11 +10,8 @@ epoch, the ranks' shares differing by at most one clip.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,11 +20,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.dataset_filter import select_rows
-from pipeline.run_outputs import RunLayout
-from pipeline.shard_reader import shard_name
-from pipeline.tar_index import TarIndex
-from stages.base import ClipRecord
-from stages.decode import DecodeConfig, DecodeStage
+from pipeline.run_clips import RunClips
 from stages.trainer import condition_tensors as conditions
 
 NEEDED_CONDITIONS = ("motion_mask", "heatmap", "region_trajectories", "sparse_tracks")
@@ -107,9 +101,8 @@ class MotionTrainingDataset(IterableDataset):
         self.world_size = default_world if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world size {self.world_size}")
-        run = json.loads(RunLayout(Path(config.run)).run_json.read_text())
-        self.decode_config = DecodeConfig(**run["config"]["decode"])
-        heatmap_temporal = run["config"]["conditions"]["heatmap_temporal"]
+        self.clips = RunClips(config.run, config.shards)
+        heatmap_temporal = self.clips.config["conditions"]["heatmap_temporal"]
         if heatmap_temporal != config.latent_temporal:
             raise ValueError(
                 f"the run pooled its heatmaps by {heatmap_temporal} frames; set latent_temporal={heatmap_temporal} "
@@ -117,8 +110,6 @@ class MotionTrainingDataset(IterableDataset):
             )
         self.entries = self.select(config)
         self.epoch = 0
-        self._indexes: dict[str, TarIndex] = {}
-        self._decode: DecodeStage | None = None
 
     @staticmethod
     def select(config: TrainingDataConfig) -> list[ClipEntry]:
@@ -155,32 +146,12 @@ class MotionTrainingDataset(IterableDataset):
         for entry in self.my_entries():
             yield self.item(entry)
 
-    def index(self, location: str) -> TarIndex:
-        if location not in self._indexes:
-            self._indexes[location] = TarIndex(location)
-        return self._indexes[location]
-
-    def read(self, location: str, key: str) -> dict[str, bytes]:
-        index = self.index(location)
-        if key not in index:
-            raise KeyError(
-                f"{location} holds no sample {key!r} (changed since annotation, or the wrong shards folder?)"
-            )
-        return index.read(key)
-
-    def video_location(self, entry: ClipEntry) -> str:
-        if not self.config.shards:
-            return entry.shard
-        return str(Path(self.config.shards) / f"{shard_name(entry.shard)}.tar")
-
     def item(self, entry: ClipEntry) -> dict[str, Any]:
         """One clip's frames and conditions; random draws seeded by (seed, epoch, key) so reruns repeat."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, self.epoch, *entry.key.encode()])
         frames = self.frames(entry)
-        condition_tar = str(RunLayout(Path(cfg.run)).conditions_path(shard_name(entry.shard)))
-        with np.load(io.BytesIO(self.read(condition_tar, entry.key)["npz"])) as npz:
-            arrays = dict(npz)
+        arrays = self.clips.conditions(entry.shard, entry.key)
         trajectories, region_mask = conditions.region_trajectories(
             arrays, cfg.frames, cfg.size, cfg.field_size, cfg.region_ratio_min, rng
         )
@@ -204,16 +175,7 @@ class MotionTrainingDataset(IterableDataset):
 
     def frames(self, entry: ClipEntry) -> np.ndarray:
         """``uint8[F, H, W, 3]``: the run's samples of this clip, at the training size."""
-        if self._decode is None:
-            self._decode = DecodeStage(self.decode_config)
-            self._decode.setup()
-        location = self.video_location(entry)
-        payloads = self.read(location, entry.key)
-        clip = ClipRecord(entry.key, location, payloads, {ext: f"{entry.key}.{ext}" for ext in payloads})
-        self._decode.process([clip])
-        if not clip.ok:
-            raise RuntimeError(f"clip {entry.key!r} of {location} no longer decodes: {clip.error_detail}")
-        samples = clip.video.frames[clip.video.samples]
+        samples = self.clips.samples(entry.shard, entry.key)
         method = cv2.INTER_AREA if self.config.width < samples.shape[2] else cv2.INTER_LINEAR
         resized = [cv2.resize(frame, self.config.size, interpolation=method) for frame in samples]
         return conditions.pad_frames(np.stack(resized), self.config.frames)

@@ -15,7 +15,7 @@ from pipeline.config import build_config
 from pipeline.dataset_filter import filter_run
 from pipeline.shard_reader import resolve_shards
 from pipeline.shard_runner import SilentProgress
-from stages.trainer.dataset import MotionTrainingDataset, TrainingDataConfig
+from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
 
 PSEUDO_LABELS = ("object_motion", "camera_motion")
 
@@ -84,7 +84,7 @@ def test_reads_the_videos_a_filter_copied(annotated_run, tmp_path):
         data_config(annotated_run, where="key == 'pan'", shards=str(tmp_path / "f" / "shards"))
     )
     torch.testing.assert_close(next(iter(copied))["frames"], next(iter(original))["frames"])
-    assert copied.video_location(copied.entries[0]).startswith(str(tmp_path))
+    assert copied.clips.video_location(copied.entries[0].shard).startswith(str(tmp_path))
 
 
 def test_clear_errors_for_runs_it_cannot_train_on(annotated_run, tmp_path):

@@ -1,0 +1,66 @@
+"""A run's clips read back: the video of a row decoded with the run's own sampling, and its stored conditions.
+
+What consumes a run (the trainer dataset, the report) needs frames that line up with the conditions; both
+come from here. Tars are opened by random access (``TarIndex``), once per location and process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.run_outputs import RunLayout
+from pipeline.shard_reader import shard_name
+from pipeline.tar_index import TarIndex
+from stages.base import ClipRecord
+from stages.decode import DecodeConfig, DecodeStage
+
+
+class RunClips:
+    """Clips of the annotate run in ``run``; ``shards``: read videos from this folder by shard name instead of
+    each row's own shard path (e.g. a filter's TO/shards)."""
+
+    def __init__(self, run: str | Path, shards: str | Path = "") -> None:
+        self.layout = RunLayout(Path(run))
+        if not self.layout.run_json.exists():
+            raise FileNotFoundError(f"{run} is not a motionpipe run (no run.json)")
+        self.config = json.loads(self.layout.run_json.read_text())["config"]
+        self.shards = str(shards)
+        self._indexes: dict[str, TarIndex] = {}
+        self._decode: DecodeStage | None = None
+
+    def video_location(self, shard: str) -> str:
+        return str(Path(self.shards) / f"{shard_name(shard)}.tar") if self.shards else shard
+
+    def read(self, location: str, key: str) -> dict[str, bytes]:
+        """Extension -> bytes of the sample ``key`` in the tar at ``location``."""
+        if location not in self._indexes:
+            self._indexes[location] = TarIndex(location)
+        index = self._indexes[location]
+        if key not in index:
+            raise KeyError(
+                f"{location} holds no sample {key!r} (changed since annotation, or the wrong shards folder?)"
+            )
+        return index.read(key)
+
+    def samples(self, shard: str, key: str) -> np.ndarray:
+        """``uint8[T, H, W, 3]``: the clip's samples at the run's fps_target and processing size."""
+        if self._decode is None:
+            self._decode = DecodeStage(DecodeConfig(**self.config["decode"]))
+            self._decode.setup()
+        location = self.video_location(shard)
+        payloads = self.read(location, key)
+        clip = ClipRecord(key, location, payloads, {extension: f"{key}.{extension}" for extension in payloads})
+        self._decode.process([clip])
+        if not clip.ok:
+            raise RuntimeError(f"clip {key!r} of {location} no longer decodes: {clip.error_detail}")
+        return clip.video.frames[clip.video.samples]
+
+    def conditions(self, shard: str, key: str) -> dict[str, np.ndarray]:
+        """The clip's stored condition arrays (``schemas/conditions.py``)."""
+        location = str(self.layout.conditions_path(shard_name(shard)))
+        with np.load(io.BytesIO(self.read(location, key)["npz"])) as npz:
+            return dict(npz)
