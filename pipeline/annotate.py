@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 import uuid
@@ -14,7 +13,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.config import RunConfig
-from pipeline.run_outputs import SHARD_DONE, RunLayout, write_json_atomically
+from pipeline.run_outputs import SHARD_DONE, RunLayout
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import Progress, RunIdentity, ShardSummary, annotate_in_process
 from schemas.metadata import SCHEMA_VERSION
@@ -67,12 +66,13 @@ def run_record(config: RunConfig, shard_paths: list[str], engine: dict[str, Any]
 
 
 def check_config_matches(layout: RunLayout, config: RunConfig) -> None:
-    if not layout.run_json.exists():
+    record = layout.read_json(layout.RUN_JSON)
+    if record is None:
         return
-    previous = json.loads(layout.run_json.read_text()).get("config_hash")
+    previous = record.get("config_hash")
     if previous != config.config_hash():
         raise ConfigMismatchError(
-            f"{layout.root} holds results of config {previous}, this run's config is {config.config_hash()}; "
+            f"{layout.location} holds results of config {previous}, this run's config is {config.config_hash()}; "
             "choose another output directory, or pass --overwrite to redo every shard with the new config"
         )
 
@@ -91,11 +91,11 @@ def annotate(
     config.flow.check_weights()
     config.decouple.check_weights()
     config.scoring.check_weights()
-    layout = RunLayout(Path(out_dir))
+    layout = RunLayout.at(out_dir)
     if not overwrite:
         check_config_matches(layout, config)
     engine = {"local": local, "address": address}
-    write_json_atomically(layout.run_json, run_record(config, shard_paths, engine))
+    layout.write_json(layout.RUN_JSON, run_record(config, shard_paths, engine))
     identity = RunIdentity(__version__, config.config_hash(), run_id=uuid.uuid4().hex)
     layout.remove_stale_temporaries()
     todo = [p for p in shard_paths if not layout.is_done(shard_name(p), identity.config_hash)]

@@ -260,16 +260,15 @@ def run_annotate(args: argparse.Namespace) -> int:
     from pipeline.annotate import ConfigMismatchError, annotate
     from pipeline.config import build_config
     from pipeline.ray_executor import InsufficientResourcesError
+    from pipeline.run_storage import RunStorage
     from pipeline.shard_reader import resolve_shards
-    from pipeline.shard_sources import is_url
     from stages.flow_backends import MissingWeightsError
 
     try:
         config = build_config(args.config, cli_overrides(args))
         shard_paths = resolve_shards(args.inputs)
-        if is_url(args.out):
-            raise ValueError(f"OUT must be a local or mounted folder for now (atomic renames), got {args.out}")
-    except (ValueError, FileNotFoundError) as error:
+        RunStorage.at(args.out)  # an unknown scheme or unreachable store fails here, before any work
+    except (ValueError, OSError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
         return EXIT_USAGE
     progress = TqdmProgress(len(shard_paths))
@@ -287,7 +286,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     print(
         f"{result.shards} shard(s): {len(result.summaries) - len(result.failed)} annotated, "
         f"{len(result.failed)} failed, {result.skipped} already done; "
-        f"{clips} clip(s), {errors} in error, {progress.timing()}. Output: {Path(args.out) / 'metadata'}"
+        f"{clips} clip(s), {errors} in error, {progress.timing()}. Output: {args.out.rstrip('/')}/metadata"
     )
     for failed in result.failed:
         print(f"shard failed: {failed.name}: {failed.message}", file=sys.stderr)

@@ -10,10 +10,7 @@ with ``max_attempts`` crashes becomes an error row without being run again. A ne
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from pipeline.run_outputs import write_json_atomically
+from pipeline.run_outputs import RunLayout
 
 CRASHED = "worker:crashed"
 TIMED_OUT = "worker:timeout"
@@ -22,20 +19,20 @@ TIMED_OUT = "worker:timeout"
 class ClipAttempts:
     """Crash counts of one shard's clips within one run, persisted as each batch starts and ends."""
 
-    def __init__(self, path: Path, run_id: str, max_attempts: int) -> None:
-        self.path = path
+    def __init__(self, layout: RunLayout, shard: str, run_id: str, max_attempts: int) -> None:
+        self.layout = layout
+        self.file = layout.attempts_file(shard)
         self.run_id = run_id
         self.max_attempts = max_attempts
         self.crashes: dict[str, int] = {}
         self.hung: set[str] = set()
         self.in_flight: list[str] = []
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record.get("run_id") == run_id:
-                self.crashes = record["crashes"]
-                self.hung = set(record["hung"])
-                for key in record["in_flight"]:
-                    self.crashes[key] = self.crashes.get(key, 0) + 1
+        record = layout.read_json(self.file)
+        if record is not None and record.get("run_id") == run_id:
+            self.crashes = record["crashes"]
+            self.hung = set(record["hung"])
+            for key in record["in_flight"]:
+                self.crashes[key] = self.crashes.get(key, 0) + 1
         self._write()
 
     def suspected(self, key: str) -> bool:
@@ -65,7 +62,7 @@ class ClipAttempts:
         self._write()
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self.layout.storage.delete(self.file)
 
     def _write(self) -> None:
         record = {
@@ -74,4 +71,4 @@ class ClipAttempts:
             "hung": sorted(self.hung),
             "in_flight": self.in_flight,
         }
-        write_json_atomically(self.path, record)
+        self.layout.write_json(self.file, record)

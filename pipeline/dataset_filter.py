@@ -50,10 +50,7 @@ class FilterResult:
 
 def read_run_metadata(out_dir: str | Path) -> ds.Dataset:
     """The run's metadata files as one dataset (hidden temporary files are ignored)."""
-    folder = RunLayout(Path(out_dir)).metadata_dir
-    if not any(folder.glob("*.parquet")):
-        raise FileNotFoundError(f"{out_dir} has no metadata: not a motionpipe run, or no shard finished yet")
-    return ds.dataset(str(folder), format="parquet")
+    return RunLayout.at(out_dir).metadata()
 
 
 def select_rows(out_dir: str | Path, where: str) -> pa.Table:

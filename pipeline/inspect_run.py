@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.run_outputs import SHARD_DONE, RunLayout
 from schemas.metadata import COLUMNS
@@ -33,11 +31,7 @@ COUNTED_COLUMNS = ("camera_type", "scene_cut_suspected", "low_texture", "static_
 
 def read_metadata(out_dir: str | Path) -> pa.Table:
     """All metadata rows of a run, in shard order."""
-    layout = RunLayout(Path(out_dir))
-    paths = sorted(layout.metadata_dir.glob("*.parquet"))
-    if not paths:
-        raise FileNotFoundError(f"no metadata in {layout.metadata_dir}: has annotate run on {out_dir}?")
-    return pa.concat_tables([pq.read_table(path) for path in paths])
+    return RunLayout.at(out_dir).metadata().to_table()
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,10 +46,8 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 def summarize_run(out_dir: str | Path) -> str:
     """Shards, clip counts, error reasons and the distribution of each motion statistic."""
-    layout = RunLayout(Path(out_dir))
-    if not layout.run_json.exists():
-        raise FileNotFoundError(f"{out_dir} is not a motionpipe run (no run.json)")
-    run = json.loads(layout.run_json.read_text())
+    layout = RunLayout.at(out_dir)
+    run = layout.run_record()
     manifest = layout.manifest()
     failed = {name: entry for name, entry in manifest.items() if entry.get("status") != SHARD_DONE}
     done = len(manifest) - len(failed)

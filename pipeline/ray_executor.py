@@ -2,17 +2,21 @@
 
 Besides train_estimator_ray.py (Ray Train), the only module that knows Ray. Each actor builds its
 stages once (models load once per worker) and annotates whole shards; the driver hands out shards as
-actors become free and polls a small counter actor for per-clip progress.
+actors become free and polls a small counter actor for per-clip progress. With flow servers
+(execution.flow_servers; by default one per GPU when RAFT runs on cuda), the flow model lives once per
+GPU and batches the pairs of all workers (pipeline/flow_service.py); the workers then need CPUs only.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
+from pipeline.flow_service import FlowServer, ServedFlow
 from pipeline.run_outputs import SHARD_FAILED, RunLayout
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import (
@@ -24,7 +28,8 @@ from pipeline.shard_runner import (
     manifest_entry,
     worker_resources,
 )
-from stages.base import Resources
+from stages.base import Resources, WorkerFault
+from stages.flow import FlowStage
 
 POLL_INTERVAL_S = 0.25
 
@@ -54,7 +59,14 @@ class ShardWorker:
     """A Ray actor wrapping one ShardAnnotator."""
 
     def __init__(
-        self, config: RunConfig, out_dir: str, identity: RunIdentity, counter: Any, device: str, cpus: float
+        self,
+        config: RunConfig,
+        out_dir: str,
+        identity: RunIdentity,
+        counter: Any,
+        device: str,
+        cpus: float,
+        flow_server: Any = None,
     ) -> None:
         import cv2
 
@@ -62,6 +74,9 @@ class ShardWorker:
         # oversubscribe the cores (measured: 13% slower with one worker per core). Ray sets OMP_NUM_THREADS.
         cv2.setNumThreads(max(1, int(cpus)))
         self.annotator = ShardAnnotator(config, out_dir, identity, disposable_process=True)
+        if flow_server is not None:
+            flow = next(stage for stage in self.annotator.stages if isinstance(stage, FlowStage))
+            flow.serve_from(served_flow(flow_server))
         self.annotator.setup(device)
         self.counter = counter
 
@@ -71,6 +86,49 @@ class ShardWorker:
 
     def annotate(self, shard_path: str) -> ShardSummary:
         return self.annotator.annotate(shard_path, lambda ok, errors: self.counter.add.remote(ok, errors))
+
+
+def served_flow(server: Any) -> ServedFlow:
+    """The flow server as this worker's flow backend; losing the server is a worker fault (the shard retries)."""
+    import ray
+
+    def call(first: Any, second: Any) -> Any:
+        try:
+            return ray.get(server.flow.remote(first, second))
+        except ray.exceptions.RayError as error:
+            raise WorkerFault(f"flow server unavailable: {type(error).__name__}: {error}") from error
+
+    return ServedFlow(ray.get(server.backend_name.remote()), call)
+
+
+def flow_server_count(config: RunConfig, cluster: dict[str, float]) -> int:
+    """How many shared flow servers to start (execution.flow_servers; -1: one per GPU when RAFT runs on cuda)."""
+    if config.execution.flow_servers >= 0:
+        return config.execution.flow_servers
+    return int(cluster.get("GPU", 0.0)) if flow_on_gpu(config) else 0
+
+
+def flow_on_gpu(config: RunConfig) -> bool:
+    return config.flow.neural and config.flow.device == "cuda"
+
+
+def start_flow_servers(config: RunConfig, count: int, workers: int) -> list[Any]:
+    """Flow model actors, one GPU each when the flow runs on cuda (restarted by Ray if they die)."""
+    import ray
+
+    gpus = 1.0 if flow_on_gpu(config) else 0.0
+    server_class = ray.remote(FlowServer).options(
+        num_gpus=gpus,
+        num_cpus=0 if gpus else 1,
+        max_concurrency=workers // max(count, 1) + 4,  # every worker's call waits in its own thread
+        max_restarts=-1,
+        max_task_retries=3,
+    )
+    execution = config.execution
+    return [
+        server_class.remote(config.flow, execution.flow_server_pairs, execution.flow_server_wait_ms / 1000)
+        for _ in range(count)
+    ]
 
 
 def room_for_another(resources: Resources) -> bool:
@@ -113,14 +171,16 @@ def annotate_on_ray(
 
     started_here = connect(address)
     try:
-        resources = worker_resources(build_annotation_stages(config))
         cluster = ray.cluster_resources()
+        servers = flow_server_count(config, cluster)
+        served = frozenset({"flow"}) if servers else frozenset()
+        resources = worker_resources(build_annotation_stages(config), served)
         if resources.gpus > cluster.get("GPU", 0.0):
             raise InsufficientResourcesError(
                 f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
                 "set --set flow.device=cpu, or run on a cluster with GPUs"
             )
-        cluster_cpus = cluster.get("CPU", 1.0)
+        cluster_cpus = cluster.get("CPU", 1.0) - (0 if flow_on_gpu(config) else servers)
         count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
         count = min(count, len(shard_paths))
         # on the driver's node: the progress counter must not die with a worker node
@@ -128,10 +188,14 @@ def annotate_on_ray(
         counter = ray.remote(ClipCounter).options(num_cpus=0, scheduling_strategy=here).remote()
         worker_class = ray.remote(ShardWorker).options(num_cpus=resources.cpus, num_gpus=resources.gpus)
         device = "cuda" if resources.gpus > 0 else "cpu"
-        layout = RunLayout(Path(out_dir))
+        layout = RunLayout.at(out_dir)
+
+        flow_servers = start_flow_servers(config, servers, count)
+        started = itertools.count()
 
         def new_worker() -> Any:
-            return worker_class.remote(config, str(out_dir), identity, counter, device, resources.cpus)
+            server = flow_servers[next(started) % servers] if servers else None
+            return worker_class.remote(config, str(out_dir), identity, counter, device, resources.cpus, server)
 
         idle = [new_worker() for _ in range(count)]
         ray.get([worker.ready.remote() for worker in idle])

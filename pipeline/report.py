@@ -69,7 +69,7 @@ def build_report(out_dir: str | Path, to_dir: str | Path | None = None, gallery:
     (staging / "gallery").mkdir(parents=True)
     try:
         sections = [
-            summary_section(table, RunLayout(out_dir), clips.config),
+            summary_section(table, clips.layout, clips.config),
             charts_section(table, staging),
             gallery_section(table, clips, staging, gallery),
         ]

@@ -7,7 +7,6 @@ come from here. Tars are opened by random access (``TarIndex``), once per locati
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,8 @@ class RunClips:
     each row's own shard path (e.g. a filter's TO/shards)."""
 
     def __init__(self, run: str | Path, shards: str | Path = "") -> None:
-        self.layout = RunLayout(Path(run))
-        if not self.layout.run_json.exists():
-            raise FileNotFoundError(f"{run} is not a motionpipe run (no run.json)")
-        self.config = json.loads(self.layout.run_json.read_text())["config"]
+        self.layout = RunLayout.at(run)
+        self.config = self.layout.run_record()["config"]
         self.shards = str(shards)
         self._indexes: dict[str, TarIndex] = {}
         self._decode: DecodeStage | None = None
@@ -61,6 +58,6 @@ class RunClips:
 
     def conditions(self, shard: str, key: str) -> dict[str, np.ndarray]:
         """The clip's stored condition arrays (``schemas/conditions.py``)."""
-        location = str(self.layout.conditions_path(shard_name(shard)))
+        location = self.layout.storage.url(self.layout.conditions_file(shard_name(shard)))
         with np.load(io.BytesIO(self.read(location, key)["npz"])) as npz:
             return dict(npz)

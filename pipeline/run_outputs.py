@@ -1,6 +1,6 @@
-"""The output directory of a run, written so that readers never see partial files.
+"""The output of a run, written so that readers never see partial files.
 
-Layout::
+Layout (``OUT`` is a local folder or a URL, see run_storage.py)::
 
     OUT/run.json                 resolved config, config hash, package versions
     OUT/metadata/SHARD.parquet   one row per input clip of SHARD
@@ -8,62 +8,50 @@ Layout::
     OUT/manifest/SHARD.json      written last: its presence with status 'done' marks SHARD complete
     OUT/attempts/SHARD.json      while SHARD is in progress: clips in flight and crash counts
 
-Every file is written to a hidden temporary name in the same folder and renamed into place.
+Every file appears whole (renamed into place, or uploaded whole to an object store).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from pipeline.run_storage import RunStorage
 
 SHARD_DONE = "done"
 SHARD_FAILED = "failed"
 
 
-class StagedFile:
-    """A file written under a hidden temporary name beside ``path``, renamed into place by ``publish``."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-    def publish(self) -> None:
-        with open(self.temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.temp, self.path)
-
-    def discard(self) -> None:
-        self.temp.unlink(missing_ok=True)
-
-
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(temp_path)`` then rename over ``path``; a crash leaves only a hidden temp file."""
-    staged = StagedFile(path)
-    try:
-        write(staged.temp)
-        staged.publish()
-    finally:
-        staged.discard()
+    """Write a local file via ``write(temp_path)``, then rename it over ``path``; a crash leaves only a hidden temp."""
+    RunStorage.at(path.parent).write(path.name, lambda staging: write(Path(staging)))
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    write_atomically(path, lambda temp: temp.write_text(json_text(data)))
+
+
+def json_text(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 class ConditionsTar:
     """Streams each clip's condition arrays into a staged WebDataset tar as ``KEY.npz``."""
 
-    def __init__(self, path: Path) -> None:
-        self.staged = StagedFile(path)
-        self.archive = tarfile.open(self.staged.temp, "w")
+    def __init__(self, storage: RunStorage, relative: str) -> None:
+        self.storage = storage
+        self.relative = relative
+        self.staging = storage.staging_path(relative)
+        self.archive = tarfile.open(self.staging, "w")
 
     def add(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
@@ -75,56 +63,64 @@ class ConditionsTar:
 
     def publish(self) -> None:
         self.archive.close()
-        self.staged.publish()
+        self.storage.commit(self.staging, self.relative)
+        self.storage.discard(self.staging)
 
     def discard(self) -> None:
         self.archive.close()
-        self.staged.discard()
+        self.storage.discard(self.staging)
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    write_atomically(path, lambda temp: temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-@dataclass(frozen=True)
 class RunLayout:
-    """Paths inside a run's output directory."""
+    """The files of a run, by role, in its storage (names relative to OUT)."""
 
-    root: Path
+    RUN_JSON = "run.json"
+    FOLDERS = ("metadata", "conditions", "manifest", "attempts")
 
-    @property
-    def run_json(self) -> Path:
-        return self.root / "run.json"
+    def __init__(self, storage: RunStorage) -> None:
+        self.storage = storage
 
-    @property
-    def metadata_dir(self) -> Path:
-        return self.root / "metadata"
-
-    @property
-    def manifest_dir(self) -> Path:
-        return self.root / "manifest"
+    @classmethod
+    def at(cls, out: str | Path) -> RunLayout:
+        return cls(RunStorage.at(out))
 
     @property
-    def conditions_dir(self) -> Path:
-        return self.root / "conditions"
+    def location(self) -> str:
+        return self.storage.url("")
 
-    def attempts_path(self, shard: str) -> Path:
-        return self.root / "attempts" / f"{shard}.json"
+    @staticmethod
+    def metadata_file(shard: str) -> str:
+        return f"metadata/{shard}.parquet"
+
+    @staticmethod
+    def conditions_file(shard: str) -> str:
+        return f"conditions/{shard}.tar"
+
+    @staticmethod
+    def manifest_file(shard: str) -> str:
+        return f"manifest/{shard}.json"
+
+    @staticmethod
+    def attempts_file(shard: str) -> str:
+        return f"attempts/{shard}.json"
+
+    def run_record(self) -> dict[str, Any]:
+        """OUT/run.json; FileNotFoundError when OUT is not a run."""
+        record = self.read_json(self.RUN_JSON)
+        if record is None:
+            raise FileNotFoundError(f"{self.location} is not a motionpipe run (no run.json)")
+        return record
+
+    def read_json(self, relative: str) -> dict[str, Any] | None:
+        """The JSON file's contents, or None when it does not exist."""
+        return json.loads(self.storage.read_bytes(relative)) if self.storage.exists(relative) else None
+
+    def write_json(self, relative: str, data: dict[str, Any]) -> None:
+        self.storage.write_bytes(relative, json_text(data).encode())
 
     def remove_stale_temporaries(self) -> None:
         """Delete the hidden temporary files that killed writers left behind."""
-        for folder in (self.metadata_dir, self.conditions_dir, self.manifest_dir, self.root / "attempts"):
-            for path in folder.glob(".*.tmp"):
-                path.unlink(missing_ok=True)
-
-    def conditions_path(self, shard: str) -> Path:
-        return self.conditions_dir / f"{shard}.tar"
-
-    def metadata_path(self, shard: str) -> Path:
-        return self.metadata_dir / f"{shard}.parquet"
-
-    def manifest_path(self, shard: str) -> Path:
-        return self.manifest_dir / f"{shard}.json"
+        self.storage.remove_stale_temporaries(list(self.FOLDERS))
 
     def write_shard(
         self, shard: str, table: pa.Table, entry: dict[str, Any], conditions: ConditionsTar | None = None
@@ -132,29 +128,34 @@ class RunLayout:
         """Publish a finished shard: conditions and table first, then the manifest entry that marks it done."""
         if conditions is not None:
             conditions.publish()
-        write_atomically(self.metadata_path(shard), lambda temp: pq.write_table(table, temp))
-        write_json_atomically(self.manifest_path(shard), {**entry, "status": SHARD_DONE})
+        self.storage.write(self.metadata_file(shard), lambda path: pq.write_table(table, path))
+        self.write_json(self.manifest_file(shard), {**entry, "status": SHARD_DONE})
 
     def record_failed_shard(self, shard: str, entry: dict[str, Any]) -> None:
         """Note a shard that could not be read, so ``inspect`` shows it and a rerun retries it."""
-        self.metadata_path(shard).unlink(missing_ok=True)
-        self.conditions_path(shard).unlink(missing_ok=True)
-        write_json_atomically(self.manifest_path(shard), {**entry, "status": SHARD_FAILED})
+        self.storage.delete(self.metadata_file(shard))
+        self.storage.delete(self.conditions_file(shard))
+        self.write_json(self.manifest_file(shard), {**entry, "status": SHARD_FAILED})
 
     def manifest(self) -> dict[str, dict[str, Any]]:
         """Manifest entries by shard name."""
-        if not self.manifest_dir.is_dir():
-            return {}
-        return {p.stem: json.loads(p.read_text()) for p in sorted(self.manifest_dir.glob("*.json"))}
+        names = self.storage.list("manifest", ".json")
+        return {name[: -len(".json")]: self.read_json(f"manifest/{name}") for name in names}
 
     def is_done(self, shard: str, config_hash: str) -> bool:
         """Done means: manifest says done for this config, and the table it announces is in place."""
-        path = self.manifest_path(shard)
-        if not path.exists():
-            return False
-        entry = json.loads(path.read_text())
+        entry = self.read_json(self.manifest_file(shard))
         return (
-            entry.get("status") == SHARD_DONE
+            entry is not None
+            and entry.get("status") == SHARD_DONE
             and entry.get("config_hash") == config_hash
-            and self.metadata_path(shard).exists()
+            and self.storage.exists(self.metadata_file(shard))
         )
+
+    def metadata(self) -> ds.Dataset:
+        """The run's metadata files as one dataset; FileNotFoundError when no shard has finished."""
+        names = self.storage.list("metadata", ".parquet")
+        if not names:
+            raise FileNotFoundError(f"no metadata in {self.location}: not a motionpipe run, or no shard finished yet")
+        paths = [self.storage.full(f"metadata/{name}") for name in names]
+        return ds.dataset(paths, filesystem=self.storage.filesystem, format="parquet")

@@ -112,9 +112,10 @@ def build_annotation_stages(config: RunConfig) -> list[Stage]:
     return stages
 
 
-def worker_resources(stages: Iterable[Stage]) -> Resources:
-    """A worker runs its stages one after another, so it needs the largest of their demands."""
-    stages = list(stages)
+def worker_resources(stages: Iterable[Stage], served_elsewhere: frozenset[str] = frozenset()) -> Resources:
+    """A worker runs its stages one after another, so it needs the largest of their demands (stages served by
+    a shared model actor, named in ``served_elsewhere``, need one CPU in the worker and nothing more)."""
+    stages = [stage for stage in stages if stage.name not in served_elsewhere]
     return Resources(cpus=max(s.resources.cpus for s in stages), gpus=max(s.resources.gpus for s in stages))
 
 
@@ -148,7 +149,7 @@ class ShardAnnotator:
     ) -> None:
         """``disposable_process``: this process may be ended by the hang watchdog (a Ray worker, never a driver)."""
         self.config = config
-        self.layout = RunLayout(Path(out_dir))
+        self.layout = RunLayout.at(out_dir)
         self.identity = identity
         self.stages = build_annotation_stages(config)
         self.disposable_process = disposable_process
@@ -162,9 +163,10 @@ class ShardAnnotator:
         started = time.monotonic()
         name = shard_name(shard_path)
         rows: list[dict[str, Any]] = []
-        conditions = ConditionsTar(self.layout.conditions_path(name)) if self.config.conditions.names else None
+        storage = self.layout.storage
+        conditions = ConditionsTar(storage, self.layout.conditions_file(name)) if self.config.conditions.names else None
         execution = self.config.execution
-        attempts = ClipAttempts(self.layout.attempts_path(name), self.identity.run_id, execution.max_clip_attempts)
+        attempts = ClipAttempts(self.layout, name, self.identity.run_id, execution.max_clip_attempts)
         watchdog = BatchWatchdog(execution.clip_timeout_s, attempts.note_hang) if self.disposable_process else None
         seen: set[str] = set()
         try:

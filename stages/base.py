@@ -29,6 +29,10 @@ class Resources:
             raise ValueError(f"resources must be non-negative, got cpus={self.cpus}, gpus={self.gpus}")
 
 
+class WorkerFault(Exception):
+    """The worker cannot go on (a model service it relies on is gone): the shard is retried, never the clip blamed."""
+
+
 class ClipError(Exception):
     """A data fault in one clip: ``reason`` is short and enumerable (``decode:truncated``)."""
 
@@ -136,6 +140,8 @@ class Stage(ABC):
                 self.process_clip(clip)
             except ClipError as error:
                 clip.fail(error.reason, error.detail)
+            except WorkerFault:
+                raise
             except Exception as error:  # noqa: BLE001 - any bug in one clip must not stop the shard
                 clip.fail(f"{self.name}:internal", f"{type(error).__name__}: {error}")
         return batch

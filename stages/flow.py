@@ -100,8 +100,14 @@ class FlowStage(Stage):
         self.resources = Resources(cpus=1.0, gpus=1.0 if config.neural and config.device == "cuda" else 0.0)
         self._backend: FlowBackend | None = None
 
+    def serve_from(self, backend: FlowBackend) -> None:
+        """Use a backend that lives elsewhere (a shared flow server): this worker then loads no model."""
+        self._backend = backend
+        self.resources = Resources(cpus=1.0)
+
     def setup(self, device: str = "cpu") -> None:
-        self._backend = self.config.build_backend()
+        if self._backend is None:
+            self._backend = self.config.build_backend()
 
     def process_clip(self, clip: ClipRecord) -> None:
         if self._backend is None:

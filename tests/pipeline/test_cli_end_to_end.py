@@ -190,7 +190,7 @@ def test_raft_with_random_weights_marks_every_row(corpus, tmp_path):
         (["annotate", "{shard}", "{out}", "--flow-backend", "raft_large"], "--flow-weights PATH"),
         (["annotate", "{shard}", "{out}", "--conditions", "heatmaps"], "conditions.include"),
         (["sample-data", "{out}", "--width", "161"], "even"),
-        (["annotate", "{shard}", "s3://bucket/out"], "OUT must be a local or mounted folder"),
+        (["annotate", "{shard}", "nosuchfs://bucket/out"], "nosuchfs"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
@@ -203,3 +203,17 @@ def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
 def test_help_documents_each_command(command):
     done = motionpipe(command, "--help")
     assert done.returncode == 0 and "usage: motionpipe " + command in done.stdout
+
+
+def test_out_as_a_filesystem_url_is_written_resumed_and_read_back(corpus, tmp_path):
+    shards = sorted(str(p) for p in (corpus / "shards").glob("sample-*.tar"))
+    url = (tmp_path / "out").as_uri()  # file://: the same code path as s3:// and gs:// through pyarrow
+    done = motionpipe("annotate", *shards, url, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert f"Output: {url}/metadata" in done.stdout
+    assert len(rows_by_key(tmp_path / "out")) == 6
+    assert "0 annotated, 0 failed, 2 already done" in motionpipe("annotate", *shards, url, "--local").stdout
+    assert "2 done, 0 failed" in motionpipe("inspect", url).stdout
+    selected = motionpipe("filter", url, "--where", "flow_mean >= 0", "--to", str(tmp_path / "f"))
+    assert selected.returncode == 0 and "selected 6 of 6 rows" in selected.stdout
+    assert not [p for p in (tmp_path / "out").rglob(".*")]  # no temporary left behind

@@ -1,10 +1,40 @@
+"""Run outputs on a local folder, a file:// URL and an object store (no rename): whole files or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import fs
 
-from pipeline.run_outputs import RunLayout, write_atomically
+from pipeline.run_outputs import ConditionsTar, RunLayout, write_atomically
+from pipeline.run_storage import RunStorage
 from schemas.metadata import rows_to_table
 
 ROW = {"key": "k", "shard": "s.tar", "status": "ok", "pipeline_version": "0", "config_hash": "h"}
+
+
+def object_store(root: Path) -> RunStorage:
+    """Object-store semantics on local disk: a filesystem pyarrow does not know to rename atomically."""
+    root.mkdir(parents=True, exist_ok=True)
+    return RunStorage(fs.SubTreeFileSystem(str(root), fs.LocalFileSystem()), "out")
+
+
+STORAGES = {
+    "local": lambda root: RunStorage.at(root / "out"),
+    "file_url": lambda root: RunStorage.at((root / "out").as_uri()),
+    "object_store": object_store,
+}
+
+
+@pytest.fixture(params=STORAGES)
+def layout(request, tmp_path) -> RunLayout:
+    return RunLayout(STORAGES[request.param](tmp_path))
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
 def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path):
@@ -19,21 +49,47 @@ def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_shard_is_done_only_with_table_manifest_and_same_config(tmp_path):
-    layout = RunLayout(tmp_path)
+def test_shard_is_done_only_with_table_manifest_and_same_config(layout, tmp_path):
     assert not layout.is_done("s", "h")
     layout.write_shard("s", rows_to_table([ROW]), {"config_hash": "h"})
     assert layout.is_done("s", "h")
     assert not layout.is_done("s", "other")
-    assert pq.read_table(layout.metadata_path("s")).column("key").to_pylist() == ["k"]
-    layout.metadata_path("s").unlink()
+    assert layout.metadata().to_table().column("key").to_pylist() == ["k"]
+    assert files_under(tmp_path) == {"out/metadata/s.parquet", "out/manifest/s.json"}
+    layout.storage.delete(layout.metadata_file("s"))
     assert not layout.is_done("s", "h")
 
 
-def test_failed_shard_is_recorded_and_not_done(tmp_path):
-    layout = RunLayout(tmp_path)
+def test_failed_shard_is_recorded_and_not_done(layout):
     layout.write_shard("s", rows_to_table([ROW]), {"config_hash": "h"})
     layout.record_failed_shard("s", {"config_hash": "h", "message": "cannot read"})
     assert not layout.is_done("s", "h")
-    assert not layout.metadata_path("s").exists()
+    assert not layout.storage.exists(layout.metadata_file("s"))
     assert layout.manifest()["s"]["message"] == "cannot read"
+
+
+def test_readers_never_see_a_file_being_written(layout, tmp_path):
+    seen_while_writing = []
+
+    def produce(path: str) -> None:
+        Path(path).write_bytes(b"x" * 100)
+        seen_while_writing.extend(files_under(tmp_path))
+
+    layout.storage.write("metadata/s.parquet", produce)
+    visible = [name for name in seen_while_writing if not Path(name).name.startswith(".")]
+    assert visible == []  # a local disk shows only a hidden temporary; an object store nothing at all
+    assert files_under(tmp_path) == {"out/metadata/s.parquet"}
+
+    tar = ConditionsTar(layout.storage, layout.conditions_file("s"))
+    tar.discard()
+    assert files_under(tmp_path) == {"out/metadata/s.parquet"}
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    layout = RunLayout.at(tmp_path / "out")
+    (tmp_path / "out" / "metadata").mkdir(parents=True)
+    (tmp_path / "out" / "metadata" / ".s.parquet.1234abcd.tmp").write_bytes(b"half")
+    layout.write_shard("s", rows_to_table([ROW]), {"config_hash": "h"})
+    layout.remove_stale_temporaries()
+    assert files_under(tmp_path) == {"out/metadata/s.parquet", "out/manifest/s.json"}
+    assert pq.read_table(tmp_path / "out" / "metadata" / "s.parquet").num_rows == 1

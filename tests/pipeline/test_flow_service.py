@@ -1,0 +1,78 @@
+"""Shared flow servers: pairs of concurrent callers batched into shared forward passes, answers unmixed,
+and through real Ray the same rows as workers that run their own flow."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import clip_record, make_clip, motionpipe
+
+from pipeline.flow_service import FlowServer, ServedFlow
+from pipeline.synthetic_video import Scene
+from stages.base import WorkerFault
+from stages.decode import DecodeConfig, DecodeStage
+from stages.flow import FlowConfig, FlowStage
+from stages.flow_backends import DisFlow
+
+
+def frame_pairs(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 255, (count, 48, 64, 3), dtype=np.uint8)
+    return first, np.roll(first, seed + 1, axis=2)  # each caller's content moves by its own amount
+
+
+def test_concurrent_callers_share_forward_passes_and_get_their_own_flow():
+    server = FlowServer(FlowConfig(), max_pairs=8, wait_s=0.5)
+    requests = {seed: frame_pairs(seed, 3) for seed in range(4)}
+    answers: dict[int, np.ndarray] = {}
+
+    def call(seed: int) -> None:
+        answers[seed] = server.flow(*requests[seed])
+
+    threads = [threading.Thread(target=call, args=(seed,)) for seed in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    direct = DisFlow("medium")
+    for seed, (first, second) in requests.items():
+        np.testing.assert_array_equal(answers[seed], direct.flow(first, second))
+    assert server.forward_passes == 2  # 12 pairs at most 8 a pass: two passes of two callers each
+
+
+def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
+    server = FlowServer(FlowConfig(), wait_s=0.0)
+    first, second = frame_pairs(1, 2)
+    with pytest.raises(ValueError):
+        server.flow(first, second[:1])  # mismatched batch: the backend's zip(strict=True) refuses
+    np.testing.assert_array_equal(server.flow(first, second), DisFlow("medium").flow(first, second))
+
+
+def test_a_lost_server_fails_the_worker_not_the_clip():
+    stage = FlowStage(FlowConfig())
+
+    def gone(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        raise WorkerFault("flow server unavailable")
+
+    stage.serve_from(ServedFlow("dis:medium", gone))
+    stage.setup()
+    clip = clip_record(make_clip(Scene(seed=2), 96, 64, seconds=1.0))
+    DecodeStage(DecodeConfig(short_side=64)).process([clip])
+    with pytest.raises(WorkerFault):
+        stage.process([clip])
+    assert stage.resources.gpus == 0
+
+
+def test_annotate_through_a_flow_server_writes_the_rows_workers_write_alone(annotated_run, tmp_path):
+    shards = sorted(str(p) for p in (annotated_run / "shards").glob("sample-*.tar"))
+    served, alone = tmp_path / "served", tmp_path / "alone"
+    options = ("--short-side", "96", "--workers", "1")
+    done = motionpipe("annotate", *shards, str(served), *options, "--set", "execution.flow_servers=1")
+    assert done.returncode == 0, done.stderr
+    assert motionpipe("annotate", *shards, str(alone), *options, "--set", "execution.flow_servers=0").returncode == 0
+    for shard in ("sample-000000", "sample-000001"):
+        left = pq.read_table(served / "metadata" / f"{shard}.parquet")
+        assert left.num_rows == 5 and left.equals(pq.read_table(alone / "metadata" / f"{shard}.parquet"))
