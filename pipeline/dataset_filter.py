@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipeline.filter_expression import ExpressionError, columns_used, parse_selection
@@ -48,14 +47,9 @@ class FilterResult:
     clips_written: int  # with --shards; fewer than ok_selected means clips went missing from the input shards
 
 
-def read_run_metadata(out_dir: str | Path) -> ds.Dataset:
-    """The run's metadata files as one dataset (hidden temporary files are ignored)."""
-    return RunLayout.at(out_dir).metadata()
-
-
 def select_rows(out_dir: str | Path, where: str) -> pa.Table:
     """The run's rows the expression selects, in shard then row order (Python API of ``filter``)."""
-    dataset = read_run_metadata(out_dir)
+    dataset = RunLayout.at(out_dir).metadata()
     try:
         table = dataset.to_table(filter=parse_selection(where, dataset.schema.names))
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid) as error:
@@ -84,9 +78,10 @@ def filter_run(
             shards_written.append(shard_name(shard))
             if on_shard is not None:
                 on_shard(shard)
-    rows_in = read_run_metadata(out_dir).count_rows()
+    layout = RunLayout.at(out_dir)
+    rows_in = layout.metadata().count_rows()
     ok_selected = sum(len(keys) for keys in ok_keys.values())
-    result = FilterResult(where, str(Path(out_dir).resolve()), rows_in, selected.num_rows, ok_selected,
+    result = FilterResult(where, layout.location, rows_in, selected.num_rows, ok_selected,
                           shards_written, clips_written)  # fmt: skip
     schema = selected.schema.with_metadata({**(selected.schema.metadata or {}), b"motionpipe.selection": where})
     write_atomically(to_dir / "metadata.parquet", lambda path: pq.write_table(selected.cast(schema), path))

@@ -30,7 +30,9 @@ class Resources:
 
 
 class WorkerFault(Exception):
-    """The worker cannot go on (a model service it relies on is gone): the shard is retried, never the clip blamed."""
+    """The worker cannot go on (a model service it relies on is gone): the shard is retried, not the clip marked
+    (its clips in flight count one attempt, as for any worker death, so a clip that keeps killing the service
+    still ends as an error row)."""
 
 
 class ClipError(Exception):

@@ -138,3 +138,35 @@ def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
             os.killpg(second.pid, signal.SIGKILL)
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def flow_server_processes() -> list:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any("FlowServer" in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_a_killed_flow_server_is_restarted_and_no_clip_is_lost(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=4, clips=4)
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [MOTIONPIPE, "annotate", *shards, str(out), "--workers", "1", "--set", "execution.flow_servers=1",
+         "--set", "execution.batch_size=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: bool(flow_server_processes()) and (out / "attempts").exists(), timeout=120)
+        victims = flow_server_processes()
+        for process in victims:
+            process.kill()  # SIGKILL, as the out-of-memory killer would
+        stdout, stderr = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert victims and driver.returncode == 0, stderr[-3000:]
+    rows = assert_complete(out, shards=4, clips=4)
+    assert {row["status"] for row in rows.values()} == {"ok"}  # one death of the server blames no clip
