@@ -19,7 +19,7 @@ from stages.flow import FlowConfig
 from stages.flow_backends import FlowBackend
 
 
-@dataclass
+@dataclass(eq=False)  # requests are distinct callers, never compared by their arrays
 class FlowRequest:
     """One caller's pairs, and where its answer (or error) lands."""
 
@@ -32,7 +32,8 @@ class FlowRequest:
 
 class FlowServer:
     """Batches concurrent ``flow`` calls: waits up to ``wait_s`` for more callers once one arrives, then runs
-    up to ``max_pairs`` pairs (at least one whole request) in one call of the backend."""
+    up to ``max_pairs`` pairs (at least one whole request) in one call of the backend. Only frames of one size
+    share a pass (clips of other aspect ratios wait for the next one)."""
 
     def __init__(self, config: FlowConfig, max_pairs: int = 64, wait_s: float = 0.01) -> None:
         self.backend = config.build_backend()
@@ -66,11 +67,13 @@ class FlowServer:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._arrived.wait(left):
                     break
-            batch, pairs = [], 0
-            while self._pending and (not batch or pairs + len(self._pending[0].first) <= self.max_pairs):
-                request = self._pending.pop(0)
-                batch.append(request)
-                pairs += len(request.first)
+            shape = self._pending[0].first.shape[1:]
+            batch, waiting, pairs = [], [], 0
+            for request in self._pending:
+                fits = request.first.shape[1:] == shape and (not batch or pairs + len(request.first) <= self.max_pairs)
+                (batch if fits else waiting).append(request)
+                pairs += len(request.first) if fits else 0
+            self._pending = waiting
             return batch
 
     def _serve(self) -> None:

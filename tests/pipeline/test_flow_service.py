@@ -18,9 +18,9 @@ from stages.flow import FlowConfig, FlowStage
 from stages.flow_backends import DisFlow
 
 
-def frame_pairs(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+def frame_pairs(seed: int, count: int, size: tuple[int, int] = (48, 64)) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    first = rng.integers(0, 255, (count, 48, 64, 3), dtype=np.uint8)
+    first = rng.integers(0, 255, (count, *size, 3), dtype=np.uint8)
     return first, np.roll(first, seed + 1, axis=2)  # each caller's content moves by its own amount
 
 
@@ -41,6 +41,20 @@ def test_concurrent_callers_share_forward_passes_and_get_their_own_flow():
     for seed, (first, second) in requests.items():
         np.testing.assert_array_equal(answers[seed], direct.flow(first, second))
     assert server.forward_passes == 2  # 12 pairs at most 8 a pass: two passes of two callers each
+
+
+def test_frames_of_different_sizes_never_share_a_pass():
+    server = FlowServer(FlowConfig(), max_pairs=64, wait_s=0.5)
+    requests = {0: frame_pairs(0, 2), 1: frame_pairs(1, 2, (64, 48)), 2: frame_pairs(2, 2)}
+    answers: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda s=s: answers.__setitem__(s, server.flow(*requests[s]))) for s in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, (first, second) in requests.items():
+        np.testing.assert_array_equal(answers[seed], DisFlow("medium").flow(first, second))
+    assert server.forward_passes == 2  # the two 48x64 callers together, the portrait one alone
 
 
 def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
