@@ -60,10 +60,12 @@ def gallery_picks(table: pa.Table, count: int) -> list[dict]:
 
 
 def build_report(out_dir: str | Path, to_dir: str | Path | None = None, gallery: int = 8, shards: str = "") -> Path:
-    """Write the report of the run in ``out_dir`` to ``to_dir`` (default OUT/report); returns its index.html."""
-    out_dir = Path(out_dir)
-    target = Path(to_dir) if to_dir else out_dir / "report"
+    """Write the report of the run in ``out_dir`` (a folder or a URL) to the local folder ``to_dir`` (default
+    OUT/report for a local run); returns its index.html."""
     clips = RunClips(out_dir, shards)
+    if to_dir is None and clips.layout.storage.scheme:
+        raise FileNotFoundError(f"the run is at a URL ({out_dir}): pass --to, a local folder for the report")
+    target = Path(to_dir) if to_dir else Path(out_dir) / "report"
     table = read_metadata(out_dir)
     staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     (staging / "gallery").mkdir(parents=True)
@@ -75,7 +77,7 @@ def build_report(out_dir: str | Path, to_dir: str | Path | None = None, gallery:
         ]
         page = (
             f"<!doctype html><html><head><meta charset='utf-8'><title>motionpipe report: {html.escape(str(out_dir))}"
-            f"</title>{STYLE}</head><body><h1>motionpipe report</h1><p>{html.escape(str(out_dir.resolve()))}</p>"
+            f"</title>{STYLE}</head><body><h1>motionpipe report</h1><p>{html.escape(clips.layout.location)}</p>"
             f"{''.join(sections)}{IMAGE_CHECK}</body></html>"
         )
         (staging / "index.html").write_text(page)

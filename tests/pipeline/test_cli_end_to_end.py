@@ -217,3 +217,6 @@ def test_out_as_a_filesystem_url_is_written_resumed_and_read_back(corpus, tmp_pa
     selected = motionpipe("filter", url, "--where", "flow_mean >= 0", "--to", str(tmp_path / "f"))
     assert selected.returncode == 0 and "selected 6 of 6 rows" in selected.stdout
     assert not [p for p in (tmp_path / "out").rglob(".*")]  # no temporary left behind
+    assert "--to" in motionpipe("report", url).stderr
+    reported = motionpipe("report", url, "--to", str(tmp_path / "report"), "--gallery", "1")
+    assert reported.returncode == 0 and (tmp_path / "report" / "gallery" / "000.gif").is_file()
