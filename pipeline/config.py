@@ -36,11 +36,13 @@ class ExecutionConfig:
     max_clip_attempts: a clip whose worker died this many times becomes an error row.
     max_shard_attempts: a shard is tried this often before it is recorded failed (each crash-looping clip
         costs up to max_clip_attempts + 1 of them).
-    flow_servers: shared flow-model actors that batch the pairs of all shard workers (Ray only); -1: one per GPU
-        when flow.device is cuda, none otherwise (each worker then runs its own flow); 0: none; N: N of them
-        (with one GPU each when flow.device is cuda).
-    flow_server_pairs: most frame pairs in one forward pass of a flow server.
-    flow_server_wait_ms: how long a server waits for other workers' pairs before running a batch.
+    model_servers: shared model actors (Ray only) that batch the inputs of all shard workers, for the flow
+        (RAFT) and the estimator (scoring). -1: one of each per GPU for the models on cuda, none on CPU (each
+        worker then runs its own); 0: none; N: N of each (flow always, scoring when a checkpoint is given),
+        sharing a GPU per group when on cuda.
+    flow_server_pairs: most frame pairs in one forward pass of a flow server (a score server batches
+        scoring.batch_size clips).
+    model_server_wait_ms: how long a server waits for other workers' inputs before running a batch.
     """
 
     workers: int = 0
@@ -48,9 +50,9 @@ class ExecutionConfig:
     clip_timeout_s: float = 300.0
     max_clip_attempts: int = 2
     max_shard_attempts: int = 6
-    flow_servers: int = -1
+    model_servers: int = -1
     flow_server_pairs: int = 64
-    flow_server_wait_ms: float = 10.0
+    model_server_wait_ms: float = 10.0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -61,8 +63,8 @@ class ExecutionConfig:
             raise ValueError(f"execution.clip_timeout_s must be > 0, got {self.clip_timeout_s}")
         if self.max_clip_attempts < 1 or self.max_shard_attempts < 1:
             raise ValueError("execution.max_clip_attempts and execution.max_shard_attempts must be >= 1")
-        if self.flow_servers < -1 or self.flow_server_pairs < 1 or self.flow_server_wait_ms < 0:
-            raise ValueError("execution.flow_servers must be >= -1, flow_server_pairs >= 1, flow_server_wait_ms >= 0")
+        if self.model_servers < -1 or self.flow_server_pairs < 1 or self.model_server_wait_ms < 0:
+            raise ValueError("execution.model_servers must be >= -1, flow_server_pairs >= 1, model_server_wait_ms >= 0")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Besides train_estimator_ray.py (Ray Train), the only module that knows Ray. Each actor builds its
 stages once (models load once per worker) and annotates whole shards; the driver hands out shards as
-actors become free and polls a small counter actor for per-clip progress. With flow servers
-(execution.flow_servers; by default one per GPU when RAFT runs on cuda), the flow model lives once per
-GPU and batches the pairs of all workers (pipeline/flow_service.py); the workers then need CPUs only.
+actors become free and polls a small counter actor for per-clip progress. With model servers
+(execution.model_servers; by default one of each per GPU for the models on cuda), RAFT and the estimator
+live once per GPU and batch the inputs of all workers (pipeline/model_service.py); the workers then need
+CPUs only (unless SAM2 runs on cuda).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
-from pipeline.flow_service import FlowServer, ServedFlow
+from pipeline.model_service import FlowServer, ScoreServer, ServedFlow
 from pipeline.run_outputs import SHARD_FAILED, RunLayout
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import (
@@ -28,8 +29,9 @@ from pipeline.shard_runner import (
     manifest_entry,
     worker_resources,
 )
-from stages.base import Resources, WorkerFault
+from stages.base import Resources, Stage, WorkerFault
 from stages.flow import FlowStage
+from stages.scoring import ScoringStage
 
 POLL_INTERVAL_S = 0.25
 
@@ -66,7 +68,7 @@ class ShardWorker:
         counter: Any,
         device: str,
         cpus: float,
-        flow_server: Any = None,
+        servers: dict[str, Any] | None = None,
     ) -> None:
         import cv2
 
@@ -74,9 +76,7 @@ class ShardWorker:
         # oversubscribe the cores (measured: 13% slower with one worker per core). Ray sets OMP_NUM_THREADS.
         cv2.setNumThreads(max(1, int(cpus)))
         self.annotator = ShardAnnotator(config, out_dir, identity, disposable_process=True)
-        if flow_server is not None:
-            flow = next(stage for stage in self.annotator.stages if isinstance(stage, FlowStage))
-            flow.serve_from(served_flow(flow_server))
+        serve_stages(self.annotator.stages, servers or {})
         self.annotator.setup(device)
         self.counter = counter
 
@@ -88,47 +88,73 @@ class ShardWorker:
         return self.annotator.annotate(shard_path, lambda ok, errors: self.counter.add.remote(ok, errors))
 
 
-def served_flow(server: Any) -> ServedFlow:
-    """The flow server as this worker's flow backend; losing the server is a worker fault (the shard retries)."""
+def remote_call(method: Any, what: str) -> Any:
+    """A blocking call of a server's method; losing the server is a worker fault (the shard is retried)."""
     import ray
 
-    def call(first: Any, second: Any) -> Any:
+    def call(*inputs: Any) -> Any:
         try:
-            return ray.get(server.flow.remote(first, second))
+            return ray.get(method.remote(*inputs))
         except ray.exceptions.RayError as error:
-            raise WorkerFault(f"flow server unavailable: {type(error).__name__}: {error}") from error
+            raise WorkerFault(f"{what} server unavailable: {type(error).__name__}: {error}") from error
 
-    return ServedFlow(ray.get(server.backend_name.remote()), call)
-
-
-def flow_server_count(config: RunConfig, cluster: dict[str, float]) -> int:
-    """How many shared flow servers to start (execution.flow_servers; -1: one per GPU when RAFT runs on cuda)."""
-    if config.execution.flow_servers >= 0:
-        return config.execution.flow_servers
-    return int(cluster.get("GPU", 0.0)) if flow_on_gpu(config) else 0
+    return call
 
 
-def flow_on_gpu(config: RunConfig) -> bool:
-    return config.flow.neural and config.flow.device == "cuda"
-
-
-def start_flow_servers(config: RunConfig, count: int, workers: int) -> list[Any]:
-    """Flow model actors, one GPU each when the flow runs on cuda (restarted by Ray if they die)."""
+def serve_stages(stages: list[Stage], servers: dict[str, Any]) -> None:
+    """Point the worker's model stages at their shared servers (``servers``: stage name -> actor handle)."""
     import ray
 
-    gpus = 1.0 if flow_on_gpu(config) else 0.0
-    server_class = ray.remote(FlowServer).options(
-        num_gpus=gpus,
-        num_cpus=0 if gpus else 1,
-        max_concurrency=workers // max(count, 1) + 4,  # every worker's call waits in its own thread
-        max_restarts=-1,
-        max_task_retries=3,
-    )
-    execution = config.execution
-    return [
-        server_class.remote(config.flow, execution.flow_server_pairs, execution.flow_server_wait_ms / 1000)
-        for _ in range(count)
-    ]
+    for stage in stages:
+        if isinstance(stage, FlowStage) and "flow" in servers:
+            name = ray.get(servers["flow"].backend_name.remote())
+            stage.serve_from(ServedFlow(name, remote_call(servers["flow"].flow, "flow")))
+        if isinstance(stage, ScoringStage) and "scoring" in servers:
+            version = ray.get(servers["scoring"].estimator_version.remote())
+            stage.serve_from(remote_call(servers["scoring"].score, "score"), version)
+
+
+def models_on_gpu(config: RunConfig) -> list[str]:
+    """The model stages configured to run on cuda."""
+    flow = config.flow.neural and config.flow.device == "cuda"
+    scoring = bool(config.scoring.checkpoint) and config.scoring.device == "cuda"
+    return [name for name, on_gpu in (("flow", flow), ("scoring", scoring)) if on_gpu]
+
+
+def served_models(config: RunConfig, cluster: dict[str, float]) -> tuple[list[str], int]:
+    """(model stages given shared servers, servers of each): execution.model_servers, or with -1 one of each
+    per GPU for the models on cuda."""
+    if config.execution.model_servers == -1:
+        models, count = models_on_gpu(config), int(cluster.get("GPU", 0.0))
+    else:
+        models, count = ["flow", "scoring"] if config.scoring.checkpoint else ["flow"], config.execution.model_servers
+    return (models, count) if models and count else ([], 0)
+
+
+def start_model_servers(config: RunConfig, models: list[str], count: int, workers: int) -> list[dict[str, Any]]:
+    """``count`` groups of servers (model name -> actor); the models of a group on cuda share one GPU.
+    Ray restarts a server that dies, and retries the calls it was serving."""
+    import ray
+
+    on_gpu = [model for model in models if model in models_on_gpu(config)]
+    wait_s = config.execution.model_server_wait_ms / 1000
+    arguments = {
+        "flow": (FlowServer, (config.flow, config.execution.flow_server_pairs, wait_s)),
+        "scoring": (ScoreServer, (config.scoring, wait_s)),
+    }
+    groups = []
+    for _ in range(count):
+        group = {}
+        for model in models:
+            server_class, args = arguments[model]
+            gpus = 1.0 / len(on_gpu) if model in on_gpu else 0.0
+            # no CPU reserved: a server computes while its callers wait on it, so it uses their cores
+            options = {"num_gpus": gpus, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 3}
+            # every worker's call waits in its own thread of the server
+            options["max_concurrency"] = workers // max(count, 1) + 4
+            group[model] = ray.remote(server_class).options(**options).remote(*args)
+        groups.append(group)
+    return groups
 
 
 def room_for_another(resources: Resources) -> bool:
@@ -172,15 +198,18 @@ def annotate_on_ray(
     started_here = connect(address)
     try:
         cluster = ray.cluster_resources()
-        servers = flow_server_count(config, cluster)
-        served = frozenset({"flow"}) if servers else frozenset()
-        resources = worker_resources(build_annotation_stages(config), served)
+        models, groups = served_models(config, cluster)
+        if groups > cluster.get("GPU", 0.0) and set(models) & set(models_on_gpu(config)):
+            raise InsufficientResourcesError(
+                f"{groups} model server group(s) on cuda need as many GPUs; the cluster has {cluster.get('GPU', 0.0)}"
+            )
+        resources = worker_resources(build_annotation_stages(config), frozenset(models))
         if resources.gpus > cluster.get("GPU", 0.0):
             raise InsufficientResourcesError(
                 f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
                 "set --set flow.device=cpu, or run on a cluster with GPUs"
             )
-        cluster_cpus = cluster.get("CPU", 1.0) - (0 if flow_on_gpu(config) else servers)
+        cluster_cpus = cluster.get("CPU", 1.0)
         count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
         count = min(count, len(shard_paths))
         # on the driver's node: the progress counter must not die with a worker node
@@ -190,12 +219,12 @@ def annotate_on_ray(
         device = "cuda" if resources.gpus > 0 else "cpu"
         layout = RunLayout.at(out_dir)
 
-        flow_servers = start_flow_servers(config, servers, count)
+        server_groups = start_model_servers(config, models, groups, count)
         started = itertools.count()
 
         def new_worker() -> Any:
-            server = flow_servers[next(started) % servers] if servers else None
-            return worker_class.remote(config, str(out_dir), identity, counter, device, resources.cpus, server)
+            servers = server_groups[next(started) % groups] if groups else None
+            return worker_class.remote(config, str(out_dir), identity, counter, device, resources.cpus, servers)
 
         idle = [new_worker() for _ in range(count)]
         ray.get([worker.ready.remote() for worker in idle])

@@ -154,7 +154,7 @@ def test_a_killed_flow_server_is_restarted_and_no_clip_is_lost(tmp_path):
     shards = small_shards(tmp_path / "in", shards=4, clips=4)
     out = tmp_path / "out"
     driver = subprocess.Popen(
-        [MOTIONPIPE, "annotate", *shards, str(out), "--workers", "1", "--set", "execution.flow_servers=1",
+        [MOTIONPIPE, "annotate", *shards, str(out), "--workers", "1", "--set", "execution.model_servers=1",
          "--set", "execution.batch_size=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip

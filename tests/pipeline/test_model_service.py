@@ -1,5 +1,5 @@
-"""Shared flow servers: pairs of concurrent callers batched into shared forward passes, answers unmixed,
-and through real Ray the same rows as workers that run their own flow."""
+"""Shared model servers: inputs of concurrent callers batched into shared forward passes, answers unmixed,
+and through real Ray the same rows as workers that run their own models."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import clip_record, make_clip, motionpipe
 
-from pipeline.flow_service import FlowServer, ServedFlow
+from pipeline.estimator_data import load_clip_set
+from pipeline.model_service import FlowServer, ScoreServer, ServedFlow
+from pipeline.shard_reader import resolve_shards
 from pipeline.synthetic_video import Scene
+from pipeline.train_estimator import TrainConfig, train_estimator
 from stages.base import WorkerFault
 from stages.decode import DecodeConfig, DecodeStage
+from stages.estimator_model import CPU_CONFIG
 from stages.flow import FlowConfig, FlowStage
 from stages.flow_backends import DisFlow
+from stages.scoring import ScoringConfig, load_scorer
 
 
 def frame_pairs(seed: int, count: int, size: tuple[int, int] = (48, 64)) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +89,49 @@ def test_annotate_through_a_flow_server_writes_the_rows_workers_write_alone(anno
     shards = sorted(str(p) for p in (annotated_run / "shards").glob("sample-*.tar"))
     served, alone = tmp_path / "served", tmp_path / "alone"
     options = ("--short-side", "96", "--workers", "1")
-    done = motionpipe("annotate", *shards, str(served), *options, "--set", "execution.flow_servers=1")
+    done = motionpipe("annotate", *shards, str(served), *options, "--set", "execution.model_servers=1")
     assert done.returncode == 0, done.stderr
-    assert motionpipe("annotate", *shards, str(alone), *options, "--set", "execution.flow_servers=0").returncode == 0
+    assert motionpipe("annotate", *shards, str(alone), *options, "--set", "execution.model_servers=0").returncode == 0
     for shard in ("sample-000000", "sample-000001"):
         left = pq.read_table(served / "metadata" / f"{shard}.parquet")
         assert left.num_rows == 5 and left.equals(pq.read_table(alone / "metadata" / f"{shard}.parquet"))
+
+
+@pytest.fixture(scope="module")
+def estimator(annotated_run, tmp_path_factory):
+    shards = resolve_shards([str(annotated_run / "shards" / "sample-000000.tar")])
+    data = load_clip_set(shards, annotated_run / "out", CPU_CONFIG)
+    folder = tmp_path_factory.mktemp("estimator")
+    train_estimator(data, folder, TrainConfig(steps=1, batch_pairs=2))
+    return folder, data.inputs
+
+
+def test_a_score_server_batches_callers_and_scores_as_the_model_does(estimator):
+    folder, inputs = estimator
+    config = ScoringConfig(checkpoint=str(folder), batch_size=8)
+    server = ScoreServer(config, wait_s=0.5)
+    answers: dict[int, np.ndarray] = {}
+    parts = {0: inputs[:2], 1: inputs[2:3], 2: inputs[3:5]}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, server.score(parts[i]))) for i in parts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    score, version = load_scorer(config)
+    assert server.forward_passes == 1 and server.estimator_version() == version
+    for index, part in parts.items():
+        np.testing.assert_allclose(answers[index], score(part), rtol=1e-4, atol=1e-4)
+
+
+def test_annotate_with_served_flow_and_estimator_writes_the_rows_of_workers_alone(annotated_run, estimator, tmp_path):
+    folder, _ = estimator
+    shard = str(annotated_run / "shards" / "sample-000001.tar")
+    options = ("--short-side", "96", "--workers", "1", "--estimator", str(folder))
+    served, alone = tmp_path / "served", tmp_path / "alone"
+    done = motionpipe("annotate", shard, str(served), *options, "--set", "execution.model_servers=1")
+    assert done.returncode == 0, done.stderr
+    assert motionpipe("annotate", shard, str(alone), *options, "--set", "execution.model_servers=0").returncode == 0
+    left = pq.read_table(served / "metadata" / "sample-000001.parquet")
+    right = pq.read_table(alone / "metadata" / "sample-000001.parquet")
+    assert left.num_rows == 5 and left.column("object_score").null_count == 0
+    assert left.equals(right)

@@ -1,0 +1,139 @@
+"""One model serving many shard workers: requests that arrive together share one forward pass.
+
+On a GPU cluster the shard workers decode and run the CPU stages; each model (RAFT flow, the motion
+estimator) lives once per GPU in a server (a Ray actor, see ray_executor.py), and the inputs of clips
+from different shards are batched into the same forward pass. Each worker waits for its own answer,
+so a worker has at most one batch of clips in flight: memory stays flat however many shards there
+are (backpressure). Engine-free: a server is plain Python with a batching thread, tested without Ray.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stages.flow import FlowConfig
+from stages.flow_backends import FlowBackend
+from stages.scoring import ScoringConfig, load_scorer
+
+
+@dataclass(eq=False)  # requests are distinct callers, never compared by their arrays
+class Request:
+    """One caller's inputs (arrays sharing their first, batch, axis), and where its answer (or error) lands."""
+
+    inputs: tuple[np.ndarray, ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @property
+    def items(self) -> int:
+        return len(self.inputs[0])
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(array.shape[1:] for array in self.inputs)
+
+
+class BatchingServer:
+    """Batches concurrent calls of ``run``: waits up to ``wait_s`` for more callers once one arrives, then runs up
+    to ``max_items`` items (at least one whole request) in one call. Only inputs of one shape share a call
+    (clips of other sizes wait for the next one)."""
+
+    def __init__(self, run: Callable[..., np.ndarray], max_items: int, wait_s: float) -> None:
+        self.run = run
+        self.max_items = max_items
+        self.wait_s = wait_s
+        self.forward_passes = 0
+        self._pending: list[Request] = []
+        self._arrived = threading.Condition()
+        threading.Thread(target=self._serve, daemon=True, name="model-batcher").start()
+
+    def call(self, *inputs: np.ndarray) -> np.ndarray:
+        """``run``'s answer for these inputs alone; blocks until their batch has run."""
+        request = Request(inputs)
+        with self._arrived:
+            self._pending.append(request)
+            self._arrived.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _take_batch(self) -> list[Request]:
+        with self._arrived:
+            self._arrived.wait_for(lambda: bool(self._pending))
+            deadline = time.monotonic() + self.wait_s
+            while sum(request.items for request in self._pending) < self.max_items:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(left):
+                    break
+            shapes = self._pending[0].shapes
+            batch, waiting, items = [], [], 0
+            for request in self._pending:
+                fits = request.shapes == shapes and (not batch or items + request.items <= self.max_items)
+                (batch if fits else waiting).append(request)
+                items += request.items if fits else 0
+            self._pending = waiting
+            return batch
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._take_batch()
+            try:
+                stacked = [np.concatenate(arrays) for arrays in zip(*(r.inputs for r in batch), strict=True)]
+                results = self.run(*stacked)
+                self.forward_passes += 1
+                start = 0
+                for request in batch:
+                    request.result = results[start : start + request.items]
+                    start += request.items
+            except Exception as error:  # noqa: BLE001 - every caller of a failed batch hears of it
+                for request in batch:
+                    request.error = error
+            for request in batch:
+                request.done.set()
+
+
+class FlowServer(BatchingServer):
+    """The flow backend of ``config`` (RAFT on a GPU, typically), batching frame pairs."""
+
+    def __init__(self, config: FlowConfig, max_pairs: int = 64, wait_s: float = 0.01) -> None:
+        backend = config.build_backend()
+        self.name = backend.name
+        super().__init__(backend.flow, max_pairs, wait_s)
+
+    def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self.call(first, second)
+
+    def backend_name(self) -> str:
+        return self.name
+
+
+class ScoreServer(BatchingServer):
+    """The motion estimator of ``config``, batching clips' estimator inputs into (object, camera) scores."""
+
+    def __init__(self, config: ScoringConfig, wait_s: float = 0.01) -> None:
+        score, self.version = load_scorer(config)
+        super().__init__(score, config.batch_size, wait_s)
+
+    def score(self, inputs: np.ndarray) -> np.ndarray:
+        return self.call(inputs)
+
+    def estimator_version(self) -> str:
+        return self.version
+
+
+class ServedFlow(FlowBackend):
+    """A FlowBackend whose work happens in a FlowServer reached through ``call(first, second)``."""
+
+    def __init__(self, name: str, call: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.name = name
+        self._call = call
+
+    def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self._call(first, second)
