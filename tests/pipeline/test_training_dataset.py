@@ -96,3 +96,26 @@ def test_clear_errors_for_runs_it_cannot_train_on(annotated_run, tmp_path):
     assert len(MotionTrainingDataset(TrainingDataConfig(run=str(annotated_run / "out")))) == 0  # no estimator scores
     with pytest.raises(ValueError, match="latent_temporal=4"):
         MotionTrainingDataset(data_config(annotated_run, latent_temporal=2))
+
+
+def keys_seen_by_rank(rank: int, world: int, store: str, run: str, found: dict) -> None:
+    """One DDP process: the dataset takes its rank from torch.distributed, 2 dataloader workers read its share."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        dataset = MotionTrainingDataset(TrainingDataConfig(run=run, frames=2, width=32, height=32,
+                                                           score_columns=PSEUDO_LABELS))  # fmt: skip
+        found[rank] = [key for batch in DataLoader(dataset, batch_size=3, num_workers=2) for key in batch["key"]]
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_come_from_torch_distributed(annotated_run, tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        found = manager.dict()
+        mp.spawn(keys_seen_by_rank, args=(2, str(tmp_path / "store"), str(annotated_run / "out"), found), nprocs=2)
+        shares = dict(found)
+    seen = shares[0] + shares[1]
+    assert len(shares[0]) in (5, 6) and len(shares[1]) in (5, 6)  # 11 clips over 2 ranks
+    assert sorted(seen) == sorted(entry.key for entry in MotionTrainingDataset(data_config(annotated_run)).entries)
