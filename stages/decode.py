@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from stages.base import ClipError, ClipRecord, DecodedVideo, Resources, Stage
-from stages.frame_sampling import frames_to_decode, plan_sampling
+from stages.frame_sampling import SamplingPlan, frames_to_decode, plan_sampling
 from stages.video_decoders import decode_video, quiet_decoder_logs
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v")
@@ -110,6 +110,20 @@ class DecodeStage(Stage):
     def setup(self, device: str = "cpu") -> None:
         quiet_decoder_logs()
 
+    def plan(self, fps: float, count: int) -> SamplingPlan | None:
+        """The frames to process among ``count`` decoded at ``fps``; None when there are too few."""
+        cfg = self.config
+        if count < 2:
+            return None
+        return plan_sampling(
+            count, fps, cfg.fps_target, cfg.max_frames, cfg.flow_pairs, cfg.max_pair_gap_s, chain=self.keep_chain
+        )
+
+    def kept_frames(self, fps: float, count: int) -> tuple[int, ...]:
+        """The frames the decoder converts and keeps: only those the plan uses (none of a too-short clip)."""
+        plan = self.plan(fps, count)
+        return plan.all_indices if plan else ()
+
     def process_clip(self, clip: ClipRecord) -> None:
         cfg = self.config
         clip.fields["caption"] = caption_of(clip)
@@ -118,6 +132,7 @@ class DecodeStage(Stage):
         video = decode_video(
             payload,
             frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.max_pair_gap_s),
+            kept=self.kept_frames,
             resize=lambda frame: resize_to_short_side(frame, cfg.short_side),
             threads=cfg.threads,
             max_pixels=cfg.max_pixels,
@@ -131,17 +146,9 @@ class DecodeStage(Stage):
             num_frames=video.num_frames,
             duration_s=video.duration_s,
         )
-        if len(video.frames) < 2:
-            raise ClipError("decode:too_few_frames", f"{len(video.frames)} frame(s) decoded; motion needs 2")
-        plan = plan_sampling(
-            len(video.frames),
-            video.fps,
-            cfg.fps_target,
-            cfg.max_frames,
-            cfg.flow_pairs,
-            cfg.max_pair_gap_s,
-            chain=self.keep_chain,
-        )
+        plan = self.plan(video.fps, video.count)
+        if plan is None:
+            raise ClipError("decode:too_few_frames", f"{video.count} frame(s) decoded; motion needs 2")
         kept = plan.all_indices
         position = {index: i for i, index in enumerate(kept)}
         clip.video = DecodedVideo(

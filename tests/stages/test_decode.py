@@ -8,6 +8,8 @@ from conftest import clip_record, make_clip
 
 from pipeline.synthetic_video import Scene
 from stages.decode import DecodeConfig, DecodeStage, processing_size
+from stages.frame_sampling import frames_to_decode
+from stages.video_decoders import decode_with_pyav
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,26 @@ def test_webm_av1_that_decord_cannot_read_falls_back_to_pyav(decode):
     assert clip.fields["decode_backend"] == "pyav"
     assert clip.fields["codec"] == "av1"
     assert clip.video.size == (341, 256)
+
+
+def test_pyav_keeps_the_frames_of_the_real_count_when_the_stream_is_shorter_than_expected(decode):
+    """Matroska declares no frame count: PyAV first keeps frames planned for the whole frame limit (46 at
+    24 fps); the 1-second stream ends at 24, so the frames its plan needs are decoded in a second pass."""
+    payload = make_clip(Scene(seed=3, pan=(6.0, 0.0)), width=128, height=96, seconds=1.0, container="mkv")
+    limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
+    assert set(decode.kept_frames(24.0, 24)) - set(decode.kept_frames(24.0, limit))  # the plans differ
+    video = decode_with_pyav(payload, lambda fps: limit, decode.kept_frames, lambda frame: frame, threads=1)
+    assert video.count == 24 and len(video.times_s) == 24
+    assert sorted(video.frames) == list(decode.kept_frames(24.0, 24))
+    by_decord = decoded(decode, payload, "mkv").video
+    assert by_decord.indices.tolist() == sorted(video.frames)
+
+
+def test_only_the_planned_frames_are_kept(decode, pan_clip):
+    clip = decoded(decode, pan_clip)
+    video = clip.video
+    assert len(video.frames) == len(video.indices) == 20  # 16 samples and the second frames of 4 pairs
+    assert set(video.indices[video.samples]) == set(range(0, 46, 3))
 
 
 def test_samples_at_fps_target_and_pairs_one_native_frame_apart(decode, pan_clip):
