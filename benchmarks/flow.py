@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.synthetic_video import noise_texture
-from stages.flow_backends import DisFlow, FarnebackFlow, FlowBackend, MissingWeightsError, RaftFlow
+from stages.flow_backends import DIS_PRESETS, DisFlow, FarnebackFlow, FlowBackend, MissingWeightsError, RaftFlow
 
 
 def pair_at(short_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +40,12 @@ def pairs_per_second(backend: FlowBackend, first: np.ndarray, second: np.ndarray
     return repeats * len(first) / (time.perf_counter() - started)
 
 
+def dis_backends() -> dict[str, FlowBackend]:
+    return {f"dis:{preset}": DisFlow(preset) for preset in DIS_PRESETS}
+
+
 def cpu_backends() -> dict[str, FlowBackend]:
-    backends: dict[str, FlowBackend] = {f"dis:{p}": DisFlow(p) for p in ("ultrafast", "fast", "medium")}
+    backends = dis_backends()
     backends["farneback"] = FarnebackFlow()
     for variant in ("raft_small", "raft_large"):
         backends[variant + " (cpu)"] = RaftFlow(variant, allow_random_weights=True, iterations=12)
@@ -95,7 +99,7 @@ def epe_table(shared: Path, raft_weights_dir: Path | None) -> None:
     if not root.exists():
         print(f"no Sintel ground truth under {root}: EPE skipped")
         return
-    backends: dict[str, FlowBackend] = {f"dis:{p}": DisFlow(p) for p in ("ultrafast", "fast", "medium")}
+    backends = dis_backends()
     backends["farneback"] = FarnebackFlow()
     for variant in ("raft_small", "raft_large"):
         weights = next(iter(sorted((raft_weights_dir or Path("/nonexistent")).glob(f"{variant}*"))), None)

@@ -55,7 +55,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("frames_used", pa.int32(), "Frames sampled at fps_target for this clip.", "frames"),
     Column("window_s", pa.float64(), "Span of the sampled window, first to last sampled frame.", "s"),
     # flow statistics
-    Column("flow_backend", pa.string(), "Optical-flow backend of the motion statistics, e.g. 'dis:medium'."),
+    Column("flow_backend", pa.string(), "Optical-flow backend of the motion statistics, e.g. 'dis:balanced'."),
     Column("flow_pairs", pa.int32(), "Closely spaced frame pairs the statistics were measured on.", "pairs"),
     Column("flow_mean", pa.float32(), "Mean per-pixel speed over all measured pairs.", SPEED_UNIT),
     Column("flow_p50", pa.float32(), "Median per-pixel speed.", SPEED_UNIT),

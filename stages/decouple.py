@@ -11,6 +11,7 @@ zero object motion; an object the camera follows reads its speed relative to the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -87,6 +88,7 @@ class DecoupleConfig:
         )
 
 
+@functools.cache
 def mean_radius_pct_diag(width: int, height: int) -> float:
     """Mean distance of the frame's pixels from its centre, in %diag: turns zoom and rotation rates
     into the mean speed they give the frame."""

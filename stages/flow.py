@@ -1,7 +1,9 @@
 """Flow stage: one flow backend per worker measures the clip's motion.
 
-It computes forward and backward flow on the measuring pairs (statistics, camera model) and, when
-tracks are built, along the tracking chain, each frame pair only once.
+It computes forward flow on the measuring pairs (statistics, camera model) and, when tracks are
+built, forward and backward flow along the tracking chain, each frame pair only once. A pair's
+backward flow feeds only the forward-backward check, so where the chain does not provide it, it is
+computed at half size: a quarter of the cost, the same decoupled scores (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.base import ClipRecord, MotionFlows, Resources, Stage
+from stages.base import ClipRecord, DecodedVideo, MotionFlows, Resources, Stage
 from stages.flow_backends import (
     DIS_PRESETS,
     RAFT_VARIANTS,
@@ -31,7 +33,7 @@ class FlowConfig:
     """Optical flow.
 
     backend: 'dis' (CPU default) | 'farneback' | 'raft_small' | 'raft_large'.
-    dis_preset: 'ultrafast' | 'fast' | 'medium' (accuracy vs speed).
+    dis_preset: 'ultrafast' | 'fast' | 'balanced' | 'medium' (speed vs accuracy; see benchmarks/RESULTS.md).
     weights: RAFT state-dict file (.pth or .safetensors); empty: torchvision's hub cache.
     allow_random_weights: run RAFT without weights (tests only; rows say '+random-weights').
     device: 'cpu' | 'cuda'; RAFT on 'cuda' asks the engine for one GPU per worker.
@@ -41,7 +43,7 @@ class FlowConfig:
     """
 
     backend: str = "dis"
-    dis_preset: str = "medium"
+    dis_preset: str = "balanced"
     weights: str = ""
     allow_random_weights: bool = False
     device: str = "cpu"
@@ -109,16 +111,22 @@ class FlowStage(Stage):
         if self._backend is None:
             self._backend = self.config.build_backend()
 
+    @staticmethod
+    def _frames_of(video: DecodedVideo, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        firsts, seconds = zip(*pairs, strict=True)
+        return video.frames[list(firsts)], video.frames[list(seconds)]
+
     def process_clip(self, clip: ClipRecord) -> None:
         if self._backend is None:
             raise RuntimeError("FlowStage.setup() must run before process()")
         video = clip.video
         pairs = [tuple(pair) for pair in video.pairs.tolist()]
         steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
-        wanted = list(dict.fromkeys(pairs + [(b, a) for a, b in pairs] + steps + [(b, a) for a, b in steps]))
-        firsts, seconds = zip(*wanted, strict=True)
-        computed = self._backend.flow(video.frames[list(firsts)], video.frames[list(seconds)])
-        flows = dict(zip(wanted, computed, strict=True))
+        wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
+        flows = dict(zip(wanted, self._backend.flow(*self._frames_of(video, wanted)), strict=True))
+        checks = [(b, a) for a, b in pairs if (b, a) not in flows]
+        if checks:
+            flows.update(zip(checks, self._backend.flow_at_half_size(*self._frames_of(video, checks)), strict=True))
 
         speeds = np.stack([speed_pct_diag_per_s(flows[a, b], video.interval_s(a, b)) for a, b in pairs])
         mean_speed = speeds.mean(axis=0)

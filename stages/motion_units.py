@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from stages.flow_checks import squared_length
+
 # MotionPro's mask threshold, 1 px per frame at 320x512 and 8 fps, in %diag/s (about 1.33).
 MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S = 100.0 * 1.0 / math.hypot(320, 512) * 8.0
 
@@ -17,5 +19,5 @@ MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S = 100.0 * 1.0 / math.hypot(320, 512) * 8
 def speed_pct_diag_per_s(flow: np.ndarray, dt_s: float) -> np.ndarray:
     """Per-pixel speed of a flow field ``float[H, W, 2]`` (px) measured over ``dt_s`` seconds."""
     height, width = flow.shape[:2]
-    magnitude_px = np.hypot(flow[..., 0], flow[..., 1])
+    magnitude_px = np.sqrt(squared_length(flow))  # np.hypot guards against overflow at 6x the cost
     return magnitude_px * (100.0 / math.hypot(width, height) / dt_s)

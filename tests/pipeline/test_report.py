@@ -67,7 +67,7 @@ def test_every_linked_image_exists_and_gallery_clips_are_animated(report):
             frame_counts.append(gif.n_frames)
     assert max(frame_counts) == 16
     text = " ".join(page.text)
-    assert "decode:unreadable" in text and "dis:medium" in text
+    assert "decode:unreadable" in text and "dis:balanced" in text
     assert sorted(p.name for p in report.parent.parent.iterdir()) == ["report"]  # no staging folder left behind
 
 

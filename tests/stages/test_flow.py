@@ -77,6 +77,22 @@ def test_same_scene_reads_the_same_at_other_resolutions_and_frame_rates(stages):
         assert fields["motion_fraction"] == pytest.approx(reference["motion_fraction"], abs=0.05), variant
 
 
+def test_pair_backward_flow_is_measured_at_half_size_and_undoes_the_forward_flow(stages):
+    decode, flow = stages
+    clip = clip_record(make_clip(Scene(seed=15, pan=(9.0, 4.0))))
+    for stage in stages:
+        stage.process([clip])
+    motion = clip.motion
+    assert motion.pair_backward.shape == motion.pair_forward.shape == (4, 256, 341, 2)
+    inner = np.s_[:, 16:-16, 16:-16]  # away from the borders the pan uncovers
+    backward, forward = (np.median(flows[inner], axis=(1, 2)) for flows in (motion.pair_backward, motion.pair_forward))
+    np.testing.assert_allclose(backward, -forward, atol=0.1)
+    first, second = clip.video.pairs[0]
+    frames = clip.video.frames
+    halved = flow._backend.flow_at_half_size(frames[[second]], frames[[first]])
+    np.testing.assert_array_equal(motion.pair_backward[0], halved[0])
+
+
 def test_flow_config_is_validated():
     with pytest.raises(ValueError, match="dis_preset"):
         FlowConfig(dis_preset="turbo")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pipeline.synthetic_video import noise_texture
+from stages.flow import FlowConfig
 from stages.flow_backends import (
     RANDOM_WEIGHTS_MARK,
     DisFlow,
@@ -18,9 +19,11 @@ from stages.flow_backends import (
 )
 
 HEIGHT, WIDTH, BORDER = 240, 320, 24
-# Sintel clean pass, frame 2 -> 3, non-occluded valid pixels: DIS medium end-point error bounds in px
-# (measured 0.28 and 0.87; 'hard' needs more than classical flow and has no bound).
+# Sintel clean pass, frame 2 -> 3, non-occluded valid pixels: DIS end-point error bounds in px, for the
+# default preset and OpenCV's medium (measured 0.28 and 0.87 with medium; 'hard' needs more than classical
+# flow and has no bound).
 SINTEL_DIS_BOUNDS = {"easy": 0.5, "medium": 1.5}
+ACCURATE_DIS_PRESETS = ("balanced", "medium")
 
 
 def affine_pair(matrix: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -44,10 +47,11 @@ MOTIONS = {
 }
 
 
+@pytest.mark.parametrize("preset", ACCURATE_DIS_PRESETS)
 @pytest.mark.parametrize("motion", sorted(MOTIONS))
-def test_dis_recovers_analytic_flow_within_half_a_pixel(motion):
+def test_dis_recovers_analytic_flow_within_half_a_pixel(motion, preset):
     first, second, truth, valid = affine_pair(MOTIONS[motion])
-    flow = DisFlow("medium").flow(first[None], second[None])[0]
+    flow = DisFlow(preset).flow(first[None], second[None])[0]
     error = np.linalg.norm(flow - truth, axis=-1)[valid]
     assert error.mean() < 0.5, error.mean()
 
@@ -69,6 +73,16 @@ def test_both_ways_gives_opposite_flows_for_a_translation():
     np.testing.assert_allclose(np.median(backward[0][valid], axis=0), -truth[valid].mean(axis=0), atol=0.2)
 
 
+@pytest.mark.parametrize("size", [(HEIGHT, WIDTH), (HEIGHT - 1, WIDTH - 3)])
+def test_flow_at_half_size_returns_full_size_flow_in_full_size_pixels(size):
+    first, second, truth, valid = affine_pair(MOTIONS["translation"])
+    crop = np.s_[: size[0], : size[1]]
+    flow = DisFlow("balanced").flow_at_half_size(first[None][(slice(None), *crop)], second[None][(slice(None), *crop)])
+    assert flow.shape == (1, *size, 2) and flow.dtype == np.float32
+    error = np.linalg.norm(flow[0] - truth[crop], axis=-1)[valid[crop]]
+    assert error.mean() < 0.5, error.mean()
+
+
 def read_flo(path) -> np.ndarray:
     data = path.read_bytes()
     assert np.frombuffer(data[:4], np.float32)[0] == pytest.approx(202021.25)
@@ -76,8 +90,9 @@ def read_flo(path) -> np.ndarray:
     return np.frombuffer(data[12:], np.float32).reshape(height, width, 2)
 
 
+@pytest.mark.parametrize("preset", ACCURATE_DIS_PRESETS)
 @pytest.mark.parametrize("level", sorted(SINTEL_DIS_BOUNDS))
-def test_dis_on_sintel_ground_truth(shared_data, level):
+def test_dis_on_sintel_ground_truth(shared_data, level, preset):
     root = shared_data / "flow_gt" / "sintel"
     first, second = (
         cv2.cvtColor(cv2.imread(str(root / "clean" / level / f"frame_000{i}.png")), cv2.COLOR_BGR2RGB) for i in (2, 3)
@@ -85,8 +100,12 @@ def test_dis_on_sintel_ground_truth(shared_data, level):
     truth = read_flo(root / "gt" / level / "frame_0002.flo")
     masks = [cv2.imread(str(root / "gt" / level / f"{m}_frame_0002.png"), 0) > 0 for m in ("occlusions", "invalid")]
     valid = ~masks[0] & ~masks[1]
-    flow = DisFlow("medium").flow(first[None], second[None])[0]
+    flow = DisFlow(preset).flow(first[None], second[None])[0]
     assert np.linalg.norm(flow - truth, axis=-1)[valid].mean() < SINTEL_DIS_BOUNDS[level]
+
+
+def test_the_default_preset_is_held_to_the_accuracy_bounds():
+    assert FlowConfig().dis_preset in ACCURATE_DIS_PRESETS
 
 
 @pytest.fixture
