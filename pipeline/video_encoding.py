@@ -11,9 +11,15 @@ CONTAINER_FORMATS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "avi": "av
 
 
 def encode_video(
-    frames: np.ndarray, fps: float, container: str = "mp4", codec: str = "libx264", crf: int = 18
+    frames: np.ndarray,
+    fps: float,
+    container: str = "mp4",
+    codec: str = "libx264",
+    crf: int = 18,
+    display_rotation: int = 0,
 ) -> bytes:
-    """Encode ``uint8[T, H, W, 3]`` RGB frames; H and W must be even (yuv420p)."""
+    """Encode ``uint8[T, H, W, 3]`` RGB frames; H and W must be even (yuv420p). ``display_rotation``:
+    degrees counter-clockwise that players turn the frames (a phone held upright), in the display matrix."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8[T, H, W, 3], got {frames.dtype}{list(frames.shape)}")
     height, width = frames.shape[1:3]
@@ -27,6 +33,8 @@ def encode_video(
     with av.open(buffer, "w", format=CONTAINER_FORMATS[container]) as output:
         stream = output.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if display_rotation:
+            stream.set_display_rotation(display_rotation)
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf), "preset": "fast"}
         else:

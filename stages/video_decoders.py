@@ -26,13 +26,14 @@ Resize = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class VideoFrames:
-    """Leading frames of a video at processing size, with what the container says about it."""
+    """Leading frames of a video at processing size and as displayed (turned by the display matrix), with
+    what the container says about it."""
 
     frames: dict[int, np.ndarray]  # the kept frames by index: RGB uint8, resized
     count: int  # leading frames decoded
     times_s: np.ndarray  # presentation time of each decoded frame
     fps: float
-    width: int | None  # source size; None when no frame decoded
+    width: int | None  # source size as displayed; None when no frame decoded
     height: int | None
     num_frames: int | None  # declared by the container
     duration_s: float | None
@@ -96,6 +97,12 @@ def decode_with_pyav(
     return pyav_pass(data, lambda fps: video.count, kept, resize, threads)
 
 
+def upright(pixels: np.ndarray, turns: int) -> np.ndarray:
+    """Pixels as displayed: turned counter-clockwise ``turns`` quarter turns, as the stream's display
+    matrix asks (PyAV hands frames over as coded; decord and players turn them)."""
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+
+
 def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Resize, threads: int) -> VideoFrames:
     """One sequential decode with PyAV, keeping the frames chosen for the expected count."""
     import av
@@ -111,20 +118,23 @@ def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Re
         wanted = set(kept(fps, min(limit, stream.frames) if stream.frames else limit))
         frames: dict[int, np.ndarray] = {}
         times = []
+        width, height = stream.codec_context.width, stream.codec_context.height
         for index, frame in enumerate(container.decode(stream)):
             if index >= limit:
                 break
             times.append(frame.time if frame.time is not None else index / fps)
+            turns = round(frame.rotation / 90) % 4
+            width, height = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
             if index in wanted:
-                frames[index] = resize(frame.to_ndarray(format="rgb24"))
+                frames[index] = resize(upright(frame.to_ndarray(format="rgb24"), turns))
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         return VideoFrames(
             frames=frames,
             count=len(times),
             times_s=np.asarray(times, dtype=np.float64),
             fps=fps,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             num_frames=stream.frames or None,
             duration_s=duration,
             codec=stream.codec_context.codec.canonical_name,

@@ -61,10 +61,11 @@ def make_clip(
     seconds: float = 2.5,
     container: str = "mp4",
     codec: str = "libx264",
+    display_rotation: int = 0,
 ) -> bytes:
     """A real encoded clip of a synthetic scene."""
     frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
-    return encode_video(frames, fps, container, codec)
+    return encode_video(frames, fps, container, codec, display_rotation=display_rotation)
 
 
 def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int, duration_s: float = 2.5) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from conftest import clip_record, make_clip
 
-from pipeline.synthetic_video import Scene
-from stages.decode import DecodeConfig, DecodeStage, processing_size
+from pipeline.synthetic_video import Scene, render_scene
+from stages.decode import DecodeConfig, DecodeStage, processing_size, resize_to_short_side
 from stages.frame_sampling import frames_to_decode
 from stages.video_decoders import decode_with_pyav
 
@@ -61,6 +62,25 @@ def test_pyav_keeps_the_frames_of_the_real_count_when_the_stream_is_shorter_than
     assert sorted(video.frames) == list(decode.kept_frames(24.0, 24))
     by_decord = decoded(decode, payload, "mkv").video
     assert by_decord.indices.tolist() == sorted(video.frames)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_video_is_decoded_as_displayed_by_both_backends(decode, rotation):
+    scene = Scene(seed=6, pan=(10.0, 0.0))
+    coded = render_scene(scene, 320, 240, 24.0, 24)
+    clip = decoded(decode, make_clip(scene, seconds=1.0, display_rotation=rotation))
+    assert clip.ok and clip.fields["decode_backend"] == "decord"
+    upright = np.rot90(coded[0], rotation // 90)
+    assert (clip.fields["width"], clip.fields["height"]) == (upright.shape[1], upright.shape[0])
+    first = clip.video.frames[0]
+    expected = cv2.resize(upright, first.shape[1::-1], interpolation=cv2.INTER_LINEAR).astype(int)
+    assert np.abs(first.astype(int) - expected).mean() < 12  # H.264 at crf 18, then resized
+    by_pyav = decode_with_pyav(
+        make_clip(scene, seconds=1.0, display_rotation=rotation), lambda fps: 24, decode.kept_frames,
+        lambda frame: resize_to_short_side(frame, 256), threads=1,
+    )  # fmt: skip
+    assert (by_pyav.width, by_pyav.height) == (clip.fields["width"], clip.fields["height"])
+    assert np.abs(by_pyav.frames[0].astype(int) - first.astype(int)).mean() < 2
 
 
 def test_only_the_planned_frames_are_kept(decode, pan_clip):
