@@ -17,8 +17,9 @@ DIS_PRESETS: dict[str, tuple[int, dict[str, int]]] = {
     "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}),
     "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
     # OpenCV's medium with patches every 6 px instead of 3, 16 descent and 3 refinement iterations
-    # (not 25 and 5): 2.2x cheaper at 341x256, Sintel EPE 0.25 / 1.14 px against 0.23 / 1.07
-    # (benchmarks/RESULTS.md), where 'fast' computes at a quarter of the size and reads 0.44 / 1.69.
+    # (not 25 and 5): 2.2x cheaper at 341x256; Sintel easy / medium EPE at that size 0.25 / 1.14 px
+    # against medium's 0.23 / 1.07 and fast's 0.44 / 1.69 (fast computes at a quarter of the size);
+    # the same decoupled-motion accuracy as medium (benchmarks/RESULTS.md).
     "balanced": (
         cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
         {"PatchStride": 6, "GradientDescentIterations": 16, "VariationalRefinementIterations": 3},
