@@ -1,10 +1,10 @@
 """One model serving many shard workers: requests that arrive together share one forward pass.
 
 On a GPU cluster the shard workers decode and run the CPU stages; each model (RAFT flow, the motion
-estimator) lives once per GPU in a server (a Ray actor, see ray_executor.py), and the inputs of clips
-from different shards are batched into the same forward pass. Each worker waits for its own answer,
-so a worker has at most one batch of clips in flight: memory stays flat however many shards there
-are (backpressure). Engine-free: a server is plain Python with a batching thread, tested without Ray.
+estimator, SAM2) lives once per GPU in a server (a Ray actor, see ray_executor.py), and the inputs of
+clips from different shards are batched into the same forward pass (SAM2 takes clips in turn). Each
+worker waits for its own answer, so a worker has at most one batch of clips in flight: memory stays
+flat however many shards there are (backpressure). Engine-free: a server is plain Python with a batching thread, tested without Ray.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stages.decouple import DecoupleConfig
 from stages.flow import FlowConfig
 from stages.flow_backends import FlowBackend
 from stages.scoring import ScoringConfig, load_scorer
+from stages.segmenters import Sam2Segmenter
 
 
 @dataclass(eq=False)  # requests are distinct callers, never compared by their arrays
@@ -126,6 +128,24 @@ class ScoreServer(BatchingServer):
 
     def estimator_version(self) -> str:
         return self.version
+
+
+class SegmentServer:
+    """SAM2 once per GPU for every worker. Its video predictor holds one clip's state at a time, so clips
+    take turns (nothing to batch across clips): what is shared is the model copy, and workers need no GPU."""
+
+    def __init__(self, config: DecoupleConfig) -> None:
+        self._segmenter = config.build_segmenter()
+        if not isinstance(self._segmenter, Sam2Segmenter):
+            raise TypeError(f"only the sam2 segmenter is served, not {self._segmenter.name}")
+        self._segmenter.setup(config.device)
+        self._turn = threading.Lock()
+        self.clips = 0
+
+    def propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
+        with self._turn:
+            self.clips += 1
+            return self._segmenter.propagate(frames, points)
 
 
 class ServedFlow(FlowBackend):

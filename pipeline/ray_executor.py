@@ -3,9 +3,9 @@
 Besides train_estimator_ray.py (Ray Train), the only module that knows Ray. Each actor builds its
 stages once (models load once per worker) and annotates whole shards; the driver hands out shards as
 actors become free and polls a small counter actor for per-clip progress. With model servers
-(execution.model_servers; by default one of each per GPU for the models on cuda), RAFT and the estimator
-live once per GPU and batch the inputs of all workers (pipeline/model_service.py); the workers then need
-CPUs only (unless SAM2 runs on cuda).
+(execution.model_servers; by default one of each per GPU for the models on cuda), RAFT, the estimator
+and SAM2 live once per GPU and serve all workers (pipeline/model_service.py); the workers then need
+CPUs only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
-from pipeline.model_service import FlowServer, ScoreServer, ServedFlow
+from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
 from pipeline.run_outputs import SHARD_FAILED, RunLayout
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import (
@@ -30,6 +30,7 @@ from pipeline.shard_runner import (
     worker_resources,
 )
 from stages.base import Resources, Stage, WorkerFault
+from stages.decouple import DecoupleStage
 from stages.flow import FlowStage
 from stages.scoring import ScoringStage
 
@@ -112,13 +113,24 @@ def serve_stages(stages: list[Stage], servers: dict[str, Any]) -> None:
         if isinstance(stage, ScoringStage) and "scoring" in servers:
             version = ray.get(servers["scoring"].estimator_version.remote())
             stage.serve_from(remote_call(servers["scoring"].score, "score"), version)
+        if isinstance(stage, DecoupleStage) and "decouple" in servers:
+            stage.serve_from(remote_call(servers["decouple"].propagate, "segment"))
+
+
+def servable_models(config: RunConfig) -> list[str]:
+    """The model stages a server can hold: flow always, scoring with a checkpoint, decouple with SAM2."""
+    sam2 = config.decouple.segmenter == "sam2"
+    return ["flow", *(["scoring"] if config.scoring.checkpoint else []), *(["decouple"] if sam2 else [])]
 
 
 def models_on_gpu(config: RunConfig) -> list[str]:
     """The model stages configured to run on cuda."""
-    flow = config.flow.neural and config.flow.device == "cuda"
-    scoring = bool(config.scoring.checkpoint) and config.scoring.device == "cuda"
-    return [name for name, on_gpu in (("flow", flow), ("scoring", scoring)) if on_gpu]
+    on_gpu = {
+        "flow": config.flow.neural and config.flow.device == "cuda",
+        "scoring": config.scoring.device == "cuda",
+        "decouple": config.decouple.device == "cuda",
+    }
+    return [name for name in servable_models(config) if on_gpu[name]]
 
 
 def served_models(config: RunConfig, cluster: dict[str, float]) -> tuple[list[str], int]:
@@ -127,7 +139,7 @@ def served_models(config: RunConfig, cluster: dict[str, float]) -> tuple[list[st
     if config.execution.model_servers == -1:
         models, count = models_on_gpu(config), int(cluster.get("GPU", 0.0))
     else:
-        models, count = ["flow", "scoring"] if config.scoring.checkpoint else ["flow"], config.execution.model_servers
+        models, count = servable_models(config), config.execution.model_servers
     return (models, count) if models and count else ([], 0)
 
 
@@ -141,6 +153,7 @@ def start_model_servers(config: RunConfig, models: list[str], count: int, worker
     arguments = {
         "flow": (FlowServer, (config.flow, config.execution.flow_server_pairs, wait_s)),
         "scoring": (ScoreServer, (config.scoring, wait_s)),
+        "decouple": (SegmentServer, (config.decouple,)),
     }
     groups = []
     for _ in range(count):

@@ -21,7 +21,13 @@ import numpy as np
 from stages.base import ClipRecord, Resources, Stage
 from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
 from stages.motion_units import speed_pct_diag_per_s
-from stages.segmenters import MotionRegionSegmenter, Sam2Segmenter, Segmenter, require_sam2_checkpoint
+from stages.segmenters import (
+    MotionRegionSegmenter,
+    Propagate,
+    Sam2Segmenter,
+    Segmenter,
+    require_sam2_checkpoint,
+)
 
 SEGMENTERS = ("motion_regions", "sam2")
 
@@ -132,6 +138,13 @@ class DecoupleStage(Stage):
         self.segmenter = config.build_segmenter()
         uses_gpu = config.segmenter == "sam2" and config.device == "cuda"
         self.resources = Resources(cpus=1.0, gpus=1.0 if uses_gpu else 0.0)
+
+    def serve_from(self, propagate: Propagate) -> None:
+        """Segment with a SAM2 that lives elsewhere (a shared segment server): this worker needs no GPU."""
+        if not isinstance(self.segmenter, Sam2Segmenter):
+            raise TypeError(f"only the sam2 segmenter can be served, not {self.segmenter.name}")
+        self.segmenter.serve_from(propagate)
+        self.resources = Resources(cpus=1.0)
 
     def setup(self, device: str = "cpu") -> None:
         self.segmenter.setup(self.config.device)

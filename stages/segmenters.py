@@ -13,6 +13,7 @@ import io
 import tempfile
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,8 @@ from stages.conditions import spread_points
 from stages.flow_backends import RANDOM_WEIGHTS_MARK, MissingWeightsError
 
 MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+Propagate = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(frames ``uint8[T, H, W, 3]``, prompt points ``float32[N, 2]`` (x, y) on the first) -> masks ``bool[T, H, W]``."""
 
 
 def moving_regions(residual_speed: np.ndarray, threshold: float, min_area: float) -> np.ndarray:
@@ -81,16 +84,26 @@ class Sam2Segmenter(Segmenter):
         require_sam2_checkpoint(checkpoint, allow_random_weights)
         self.name = f"sam2:{Path(config).stem}" + ("" if checkpoint else RANDOM_WEIGHTS_MARK)
         self._predictor = None
+        self._served: Propagate | None = None
+
+    def serve_from(self, propagate: Propagate) -> None:
+        """Use a SAM2 that lives elsewhere (a shared segment server): this worker then loads no model."""
+        self._served = propagate
 
     def setup(self, device: str) -> None:
+        if self._served is not None:
+            return
+        import torch
         from sam2.build_sam import build_sam2_video_predictor  # sets up a global Hydra: import only here
 
-        self._predictor = build_sam2_video_predictor(
-            self.config,
-            self.checkpoint or None,
-            device=device,
-            hydra_overrides_extra=[f"++model.image_size={self.image_size}"],
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights (tests) are the same in every process: served == in-worker
+            self._predictor = build_sam2_video_predictor(
+                self.config,
+                self.checkpoint or None,
+                device=device,
+                hydra_overrides_extra=[f"++model.image_size={self.image_size}"],
+            )
 
     def prompts(self, residual_speed: np.ndarray, reliable: np.ndarray) -> np.ndarray:
         """(x, y) points on the first sample: high camera-compensated motion, spread over moving regions,
@@ -101,21 +114,22 @@ class Sam2Segmenter(Segmenter):
         return points[:, ::-1].astype(np.float32)
 
     def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
-        if self._predictor is None:
+        propagate = self._served or (self.propagate if self._predictor is not None else None)
+        if propagate is None:
             raise RuntimeError("Sam2Segmenter.setup() must run before object_masks()")
         height, width = video.frames.shape[1:3]
         points = self.prompts(residual_speeds[0], reliable[0])
         if len(points) == 0:
             return np.zeros(residual_speeds.shape, bool)
-        sample_masks = self._propagate(video.frames[video.samples], points)
+        sample_masks = propagate(video.frames[video.samples], points)
         # each pair takes the mask of the sample nearest its first frame
         nearest = np.abs(video.pairs[:, :1] - video.samples[None, :]).argmin(axis=1)
         masks = sample_masks[nearest]
         assert masks.shape == (len(video.pairs), height, width)
         return masks
 
-    def _propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Union of the masks of one object per prompt point, for every frame."""
+    def propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Union of the masks of one object per prompt point (first frame), for every frame."""
         import torch
 
         predictor = self._predictor

@@ -3,23 +3,29 @@ and through real Ray the same rows as workers that run their own models."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import clip_record, make_clip, motionpipe
+from conftest import clip_record, make_clip, motionpipe, write_tar
 
 from pipeline.estimator_data import load_clip_set
-from pipeline.model_service import FlowServer, ScoreServer, ServedFlow
+from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
 from pipeline.shard_reader import resolve_shards
-from pipeline.synthetic_video import Scene
+from pipeline.synthetic_video import Scene, SceneObject, render_scene
 from pipeline.train_estimator import TrainConfig, train_estimator
 from stages.base import WorkerFault
 from stages.decode import DecodeConfig, DecodeStage
+from stages.decouple import DecoupleConfig
 from stages.estimator_model import CPU_CONFIG
 from stages.flow import FlowConfig, FlowStage
 from stages.scoring import ScoringConfig, load_scorer
+
+needs_sam2 = pytest.mark.skipif(
+    importlib.util.find_spec("sam2") is None, reason="sam2 not installed (pip install -e '.[sam2]')"
+)
 
 
 def frame_pairs(seed: int, count: int, size: tuple[int, int] = (48, 64)) -> tuple[np.ndarray, np.ndarray]:
@@ -134,3 +140,46 @@ def test_annotate_with_served_flow_and_estimator_writes_the_rows_of_workers_alon
     right = pq.read_table(alone / "metadata" / "sample-000001.parquet")
     assert left.num_rows == 5 and left.column("object_score").null_count == 0
     assert left.equals(right)
+
+
+@needs_sam2
+def test_a_segment_server_takes_clips_in_turn_and_segments_as_sam2_does():
+    config = DecoupleConfig(segmenter="sam2", allow_random_weights=True, sam2_image_size=128)
+    server = SegmentServer(config)
+    frames = np.stack([render_scene(Scene(seed=seed, pan=(4.0, 0.0)), 96, 64, 8.0, 3) for seed in range(3)])
+    points = np.float32([[30, 20], [60, 40]])
+    answers: dict[int, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: answers.__setitem__(i, server.propagate(frames[i], points)))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    direct = config.build_segmenter()
+    direct.setup("cpu")
+    assert server.clips == 3
+    for index in range(3):
+        assert answers[index].shape == (3, 64, 96) and answers[index].dtype == bool
+        np.testing.assert_array_equal(answers[index], direct.propagate(frames[index], points))
+
+
+@needs_sam2
+def test_annotate_with_served_sam2_writes_the_rows_of_workers_alone(tmp_path):
+    mover = SceneObject(start=(0.4, 0.5), radius=0.25, velocity=(14.0, 5.0))
+    clips = [make_clip(Scene(seed=seed, objects=(mover,)), 192, 128, seconds=1.0) for seed in range(3)]
+    shard = str(write_tar(tmp_path / "movers-000.tar", [(f"clip-{i}.mp4", clip) for i, clip in enumerate(clips)]))
+    options = (
+        "--short-side", "96", "--max-frames", "4", "--workers", "2", "--segmenter", "sam2", "--allow-random-weights",
+        "--set", "decouple.sam2_image_size=128",
+    )  # fmt: skip
+    served, alone = tmp_path / "served", tmp_path / "alone"
+    done = motionpipe("annotate", shard, str(served), *options, "--set", "execution.model_servers=1")
+    assert done.returncode == 0, done.stderr
+    assert motionpipe("annotate", shard, str(alone), *options, "--set", "execution.model_servers=0").returncode == 0
+    left = pq.read_table(served / "metadata" / "movers-000.parquet")
+    assert left.num_rows == 3 and set(left.column("segment_backend").to_pylist()) == {
+        "sam2:sam2.1_hiera_t+random-weights"
+    }
+    assert left.equals(pq.read_table(alone / "metadata" / "movers-000.parquet"))
