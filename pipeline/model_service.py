@@ -4,7 +4,8 @@ On a GPU cluster the shard workers decode and run the CPU stages; each model (RA
 estimator, SAM2) lives once per GPU in a server (a Ray actor, see ray_executor.py), and the inputs of
 clips from different shards are batched into the same forward pass (SAM2 takes clips in turn). Each
 worker waits for its own answer, so a worker has at most one batch of clips in flight: memory stays
-flat however many shards there are (backpressure). Engine-free: a server is plain Python with a batching thread, tested without Ray.
+flat however many shards there are (backpressure). Engine-free: a server is plain Python with a
+batching thread, tested without Ray.
 """
 
 from __future__ import annotations
