@@ -1,0 +1,112 @@
+"""End-to-end GPU throughput: RAFT through the shared flow servers, clips/s/GPU and GPU busy time (issue 6).
+
+    python benchmarks/gpu_throughput.py --raft-weights raft_large_C_T_SKHT_V2-ff5fadd5.pth \
+        [--clips 400] [--server-pairs 16,32,64] [--precision bf16]
+
+Generates clips (`sample-data`, 640x360, 24 fps, 2.5 s), then for each `execution.flow_server_pairs`
+value runs `motionpipe annotate --flow-backend raft_large --set flow.device=cuda` through Ray: one flow
+server per GPU batching the pairs of every shard worker, workers on the CPUs. While each run goes,
+`nvidia-smi` reports utilisation every 250 ms; the table gives clips/s/GPU once workers are ready and the
+GPUs' mean utilisation over that same stretch (the target: >= 80% with RAFT-large). Without weights,
+--allow-random-weights measures speed (it does not depend on the weights). `--device cpu` runs the same
+path on CPU with one server and no utilisation (a check of the harness on a machine without GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from throughput import MOTIONPIPE, RayRun
+
+SAMPLE_EVERY_MS = 250
+
+
+class GpuUtilisation:
+    """Samples each GPU's utilisation (%) with nvidia-smi while a block runs; keeps (time, mean over GPUs)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+
+    def __enter__(self) -> GpuUtilisation:
+        self._smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"-lms={SAMPLE_EVERY_MS}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        gpus = gpu_count()
+        batch: list[float] = []
+        for line in self._smi.stdout:
+            batch.append(float(line.strip() or 0))
+            if len(batch) == gpus:
+                self.samples.append((time.monotonic(), sum(batch) / gpus))
+                batch = []
+
+    def __exit__(self, *exc: object) -> None:
+        self._smi.terminate()
+        self._smi.wait()
+        self.ended = time.monotonic()
+
+    def mean_over_last(self, seconds: float) -> float:
+        """Mean utilisation over the last ``seconds`` of the block (the annotating part of a run)."""
+        recent = [busy for at, busy in self.samples if at >= self.ended - seconds]
+        return sum(recent) / len(recent) if recent else float("nan")
+
+
+def gpu_count() -> int:
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in listed.splitlines() if line.startswith("GPU "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raft-weights", default="", help="raft_large state dict (.pth or .safetensors)")
+    parser.add_argument("--allow-random-weights", action="store_true")
+    parser.add_argument("--clips", type=int, default=400, help="clips, 25 a shard")
+    parser.add_argument("--server-pairs", default="16,32,64", help="execution.flow_server_pairs values to sweep")
+    parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    args = parser.parse_args()
+    on_gpu = args.device == "cuda"
+    gpus = gpu_count() if on_gpu else 1
+    weights = ["--flow-weights", args.raft_weights] if args.raft_weights else []
+    random = ["--allow-random-weights"] if args.allow_random_weights else []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shards = max(1, args.clips // 25)
+        subprocess.run(
+            [MOTIONPIPE, "sample-data", str(root), "--shards", str(shards), "--clips-per-shard",
+             str(min(args.clips, 25)), "--width", "640", "--height", "360"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        clips = shards * min(args.clips, 25)
+        print(f"{clips} clips 640x360 24 fps 2.5 s in {shards} shards; raft_large on {args.device} x{gpus}, "
+              f"{args.precision}")  # fmt: skip
+        print(f"{'server pairs':>12} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")
+        for pairs in (int(value) for value in args.server_pairs.split(",")):
+            run = RayRun(
+                root / "shards", root / f"out-{pairs}", "--flow-backend", "raft_large", *weights, *random,
+                "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
+                "--set", f"execution.flow_server_pairs={pairs}", "--set", "execution.model_servers="
+                + ("-1" if on_gpu else "1"),
+            )  # fmt: skip
+            if on_gpu:
+                with GpuUtilisation() as utilisation:
+                    done = run()
+                busy = utilisation.mean_over_last(run.annotating_s)
+            else:
+                done, busy = run(), float("nan")
+            print(f"{pairs:>12} {run.annotating_s:>13.1f} {done / run.annotating_s / gpus:>12.2f} {busy:>11.1f}")
+
+
+if __name__ == "__main__":
+    main()
