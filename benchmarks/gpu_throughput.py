@@ -29,7 +29,8 @@ SAMPLE_EVERY_MS = 250
 class GpuUtilisation:
     """Samples each GPU's utilisation (%) with nvidia-smi while a block runs; keeps (time, mean over GPUs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: int) -> None:
+        self.gpus = gpus
         self.samples: list[tuple[float, float]] = []
 
     def __enter__(self) -> GpuUtilisation:
@@ -43,12 +44,11 @@ class GpuUtilisation:
         return self
 
     def _read(self) -> None:
-        gpus = gpu_count()
         batch: list[float] = []
         for line in self._smi.stdout:
             batch.append(float(line.strip() or 0))
-            if len(batch) == gpus:
-                self.samples.append((time.monotonic(), sum(batch) / gpus))
+            if len(batch) == self.gpus:
+                self.samples.append((time.monotonic(), sum(batch) / self.gpus))
                 batch = []
 
     def __exit__(self, *exc: object) -> None:
@@ -79,7 +79,7 @@ def main() -> None:
     on_gpu = args.device == "cuda"
     gpus = gpu_count() if on_gpu else 1
     weights = ["--flow-weights", args.raft_weights] if args.raft_weights else []
-    random = ["--allow-random-weights"] if args.allow_random_weights else []
+    random_weights = ["--allow-random-weights"] if args.allow_random_weights else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shards = max(1, args.clips // 25)
@@ -94,13 +94,13 @@ def main() -> None:
         print(f"{'server pairs':>12} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")
         for pairs in (int(value) for value in args.server_pairs.split(",")):
             run = RayRun(
-                root / "shards", root / f"out-{pairs}", "--flow-backend", "raft_large", *weights, *random,
+                root / "shards", root / f"out-{pairs}", "--flow-backend", "raft_large", *weights, *random_weights,
                 "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
                 "--set", f"execution.flow_server_pairs={pairs}", "--set", "execution.model_servers="
                 + ("-1" if on_gpu else "1"),
             )  # fmt: skip
             if on_gpu:
-                with GpuUtilisation() as utilisation:
+                with GpuUtilisation(gpus) as utilisation:
                     done = run()
                 busy = utilisation.mean_over_last(run.annotating_s)
             else:

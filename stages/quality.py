@@ -42,8 +42,8 @@ def textured_fraction(frame: np.ndarray) -> float:
 
 
 def shrunk_gray(frame: np.ndarray, short_side: int) -> np.ndarray:
-    """Grey image with its short side at ``short_side``: halved by Gaussian pyramid steps, then bilinear for
-    the rest (3x cheaper than area averaging at a non-integer ratio, and as free of aliasing)."""
+    """Grey image with its short side at ``short_side``: halved by Gaussian pyramid steps (each smooths before
+    it halves), then bilinear for the rest; 3x cheaper than area averaging at a non-integer ratio."""
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     while min(gray.shape) >= 2 * short_side:
         gray = cv2.pyrDown(gray)
