@@ -10,7 +10,7 @@ from conftest import clip_record, make_clip
 from pipeline.synthetic_video import Scene, render_scene
 from stages.decode import DecodeConfig, DecodeStage, processing_size, resize_to_short_side
 from stages.frame_sampling import frames_to_decode
-from stages.video_decoders import decode_with_pyav
+from stages.video_decoders import decode_video, decode_with_pyav
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_webm_av1_that_decord_cannot_read_falls_back_to_pyav(decode):
 
 
 def test_pyav_keeps_the_frames_of_the_real_count_when_the_stream_is_shorter_than_expected(decode):
-    """Matroska declares no frame count: PyAV first keeps frames planned for the whole frame limit (46 at
+    """Matroska declares no frame count: PyAV first keeps frames planned for the whole frame limit (47 at
     24 fps); the 1-second stream ends at 24, so the frames its plan needs are decoded in a second pass."""
     payload = make_clip(Scene(seed=3, pan=(6.0, 0.0)), width=128, height=96, seconds=1.0, container="mkv")
     limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
@@ -68,7 +68,8 @@ def test_pyav_keeps_the_frames_of_the_real_count_when_the_stream_is_shorter_than
 def test_rotated_video_is_decoded_as_displayed_by_both_backends(decode, rotation):
     scene = Scene(seed=6, pan=(10.0, 0.0))
     coded = render_scene(scene, 320, 240, 24.0, 24)
-    clip = decoded(decode, make_clip(scene, seconds=1.0, display_rotation=rotation))
+    payload = make_clip(scene, seconds=1.0, display_rotation=rotation)
+    clip = decoded(decode, payload)
     assert clip.ok and clip.fields["decode_backend"] == "decord"
     upright = np.rot90(coded[0], rotation // 90)
     assert (clip.fields["width"], clip.fields["height"]) == (upright.shape[1], upright.shape[0])
@@ -76,18 +77,20 @@ def test_rotated_video_is_decoded_as_displayed_by_both_backends(decode, rotation
     expected = cv2.resize(upright, first.shape[1::-1], interpolation=cv2.INTER_LINEAR).astype(int)
     assert np.abs(first.astype(int) - expected).mean() < 12  # H.264 at crf 18, then resized
     by_pyav = decode_with_pyav(
-        make_clip(scene, seconds=1.0, display_rotation=rotation), lambda fps: 24, decode.kept_frames,
-        lambda frame: resize_to_short_side(frame, 256), threads=1,
-    )  # fmt: skip
+        payload, lambda fps: 24, decode.kept_frames, lambda frame: resize_to_short_side(frame, 256), threads=1
+    )
     assert (by_pyav.width, by_pyav.height) == (clip.fields["width"], clip.fields["height"])
     assert np.abs(by_pyav.frames[0].astype(int) - first.astype(int)).mean() < 2
 
 
-def test_only_the_planned_frames_are_kept(decode, pan_clip):
-    clip = decoded(decode, pan_clip)
-    video = clip.video
-    assert len(video.frames) == len(video.indices) == 20  # 16 samples and the second frames of 4 pairs
-    assert set(video.indices[video.samples]) == set(range(0, 46, 3))
+def test_the_decoder_converts_only_the_planned_frames(decode, pan_clip):
+    limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
+    video = decode_video(pan_clip, lambda fps: limit, decode.kept_frames, lambda frame: frame)
+    assert video.backend == "decord" and video.count == limit == 47 and len(video.times_s) == 47
+    kept = decode.kept_frames(24.0, 47)
+    assert sorted(video.frames) == list(kept) and len(kept) == 20  # 16 samples and the second frames of 4 pairs
+    assert set(range(0, 46, 3)) <= set(kept)
+    assert decoded(decode, pan_clip).video.indices.tolist() == list(kept)
 
 
 def test_samples_at_fps_target_and_pairs_one_native_frame_apart(decode, pan_clip):
