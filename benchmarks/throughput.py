@@ -1,15 +1,19 @@
 """Throughput of motionpipe on CPU against its decode limit and against Data-Juicer, in one run (issue 6).
 
-    python benchmarks/throughput.py [--shards 8 --clips-per-shard 25] [--dj-python /tmp/dj/bin/python]
+    python benchmarks/throughput.py [--shards 8 --clips-per-shard 25] [--width 320 --height 240]
+        [--dj-python /tmp/dj/bin/python]
 
-Generates the clips (`sample-data`: 320x240, 24 fps, 2.5 s; 16 samples at 8 fps each), then measures
-(a) decode only with the same sampling and resize, in one process (the CPU limit per core);
+Generates the clips (`sample-data`: 320x240 unless told, 24 fps, 2.5 s; 16 samples at 8 fps each), then
+measures
+(a) decode only with the same sampling and resize, in one process while the other cores idle;
+(a') the same in one process per core at once: the CPU limit per core when every core works, as in (b)
+    (on this workplace's 2 vCPUs each decodes ~30% slower than one alone); the ratios b/a' use it;
 (b) `motionpipe annotate` through Ray with the default config (statistics and decoupled camera/object
     motion), one worker per CPU, incl. Ray start-up and, apart, after it (workers ready);
 (b') the same with `--set flow.dis_preset=fast` (DIS at a quarter of the processing size, ~4x cheaper flow);
 (b'') the same with `--conditions all` (the training conditions too);
-(c) Data-Juicer's `video_motion_score_filter` with its defaults (`sampling_fps=2`), one process, in
-    its own virtualenv (`python -m venv /tmp/dj && /tmp/dj/bin/pip install py-data-juicer
+(c) Data-Juicer's `video_motion_score_filter` with its defaults (`sampling_fps=2`), one process per core
+    at once (as (a')), in its own virtualenv (`python -m venv /tmp/dj && /tmp/dj/bin/pip install py-data-juicer
     opencv-contrib-python-headless aiohttp ray`); skipped when --dj-python is not given.
 Prints clips/s/core, the ratios b/a and b/c, and the peak RSS of each run (the process tree's sum).
 """
@@ -17,6 +21,7 @@ Prints clips/s/core, the ratios b/a and b/c, and the peak RSS of each run (the p
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import re
 import subprocess
@@ -26,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -35,6 +41,7 @@ from pipeline.shard_reader import iter_samples, resolve_shards
 from stages.base import ClipRecord
 from stages.decode import DecodeStage
 
+PROCESS_START_S = 5.0  # for the decode processes to import and set up before the timed part
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
 DATA_JUICER_SCRIPT = """
 import sys, time
@@ -75,16 +82,29 @@ class PeakMemory:
         self._thread.join()
 
 
-def decode_only(shards: list[str]) -> int:
+def decode_only(shards: list[str], start_at: float = 0.0) -> tuple[int, float, float]:
+    """Decodes every clip of ``shards`` from wall-clock time ``start_at`` on -> (clips, start, end) in wall time."""
     stage = DecodeStage(build_config().decode)
     stage.setup()
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
     count = 0
     for shard in shards:
         for sample in iter_samples(shard):
             clip = ClipRecord(sample.key, shard, sample.payloads, sample.member_names)
             stage.process([clip])
             count += clip.ok
-    return count
+    return count, started, time.time()
+
+
+def decode_in_processes(shards: list[str], processes: int) -> tuple[int, float]:
+    """Decode only, in ``processes`` processes started together -> (clips, seconds from the first start to
+    the last end). With one per core it is the machine's decode limit when every core is busy, as in (b):
+    cores that share a physical core or memory bandwidth each decode slower than one alone."""
+    start_at = time.time() + PROCESS_START_S
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(decode_only, [shards[i::processes] for i in range(processes)], [start_at] * processes))
+    return sum(clips for clips, _, _ in runs), max(end for _, _, end in runs) - min(start for _, start, _ in runs)
 
 
 def measure(label: str, cores: int, work: Callable[[], tuple[int, float]]) -> float:
@@ -146,11 +166,21 @@ def extract_videos(shards: list[str], folder: Path) -> list[str]:
     return paths
 
 
-def data_juicer(python: str, videos: list[str]) -> tuple[int, float]:
-    done = subprocess.run([python, "-c", DATA_JUICER_SCRIPT, *videos], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return len(videos), float(done.stdout.strip().splitlines()[-1])
+def data_juicer(python: str, videos: list[str], processes: int) -> tuple[int, float]:
+    """Data-Juicer's filter over ``videos`` in ``processes`` processes at once -> (clips, seconds of the
+    slowest process's timed loop, after its imports)."""
+    runs = [
+        subprocess.Popen([python, "-c", DATA_JUICER_SCRIPT, *videos[i::processes]], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(processes)
+    ]  # fmt: skip
+    seconds = []
+    for run in runs:
+        stdout, stderr = run.communicate()
+        if run.returncode != 0:
+            raise RuntimeError(stderr[-2000:])
+        seconds.append(float(stdout.strip().splitlines()[-1]))
+    return len(videos), max(seconds)
 
 
 def main() -> None:
@@ -158,19 +188,24 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--clips-per-shard", type=int, default=25)
     parser.add_argument("--dj-python", help="python of a virtualenv with py-data-juicer installed")
+    parser.add_argument("--width", type=int, default=320, help="clip width in px (default 320)")
+    parser.add_argument("--height", type=int, default=240, help="clip height in px (default 240)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         subprocess.run(
             [MOTIONPIPE, "sample-data", str(root), "--shards", str(args.shards),
-             "--clips-per-shard", str(args.clips_per_shard)],
+             "--clips-per-shard", str(args.clips_per_shard), "--width", str(args.width), "--height", str(args.height)],
             check=True, capture_output=True,
         )  # fmt: skip
         shards = resolve_shards([str(root / "shards")])
-        print(f"{args.shards * args.clips_per_shard} clips 320x240 24 fps 2.5 s in {args.shards} shards; {cores} CPUs")
-        decode = measure("(a) decode only, 1 process", 1, lambda: timed(lambda: decode_only(shards)))
         clips = args.shards * args.clips_per_shard
+        print(f"{clips} clips {args.width}x{args.height} 24 fps 2.5 s in {args.shards} shards; {cores} CPUs")
+        alone = measure("(a) decode only, 1 process, other cores idle", 1, lambda: decode_in_processes(shards, 1))
+        decode = measure(
+            f"(a') decode only, {cores} processes at once", cores, lambda: decode_in_processes(shards, cores)
+        )
         default_run = RayRun(root / "shards", root / "default")
         default = measure("(b) annotate on Ray, default config", cores, lambda: timed(default_run))
         default_steady = default_run.steady_rate(clips, cores)
@@ -180,12 +215,15 @@ def main() -> None:
         conditions_run = RayRun(root / "shards", root / "conditions", "--conditions", "all")
         conditions = measure("(b'') annotate on Ray, --conditions all", cores, lambda: timed(conditions_run))
         conditions_run.steady_rate(clips, cores)
-        print(f"b/a = {default / decode:.2f} ({default_steady / decode:.2f} after start-up)   "
-              f"b'/a = {fast / decode:.2f} ({fast_steady / decode:.2f})   b''/a = {conditions / decode:.2f}")
+        print(f"b/a' = {default / decode:.2f} ({default_steady / decode:.2f} after start-up)   "
+              f"b'/a' = {fast / decode:.2f} ({fast_steady / decode:.2f})   b''/a' = {conditions / decode:.2f}   "
+              f"against (a): b/a = {default / alone:.2f} ({default_steady / alone:.2f})")
         if args.dj_python:
             videos = extract_videos(shards, root / "videos")
             juicer = measure(
-                "(c) Data-Juicer video_motion_score_filter, 1 process", 1, lambda: data_juicer(args.dj_python, videos)
+                f"(c) Data-Juicer video_motion_score_filter, {cores} processes at once",
+                cores,
+                lambda: data_juicer(args.dj_python, videos, cores),
             )
             print(f"b/c = {default / juicer:.2f} ({default_steady / juicer:.2f} after start-up)   "
                   f"b'/c = {fast / juicer:.2f} ({fast_steady / juicer:.2f})   b''/c = {conditions / juicer:.2f}")

@@ -81,7 +81,7 @@ class MotionFlows:
 
     mean_speed: np.ndarray  # float32[H, W], %diag/s averaged over the measuring pairs
     pair_forward: np.ndarray  # float32[P, H, W, 2], px, first -> second frame of each measuring pair
-    pair_backward: np.ndarray  # float32[P, H, W, 2], px, second -> first
+    pair_consistent: np.ndarray  # bool[P, H, W], pixels of each pair passing the forward-backward check
     chain_forward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k] -> chain[k+1]
     chain_backward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k+1] -> chain[k]
     chain_dt_s: np.ndarray  # float64[C-1]

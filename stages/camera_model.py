@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stages.flow_checks import forward_backward_consistent
-
 GRID_STEP_PX = 12  # ~600 points at 341x256: camera and object scores as with 8 px (1300 points), fit 40% faster
 # USAC_ACCURATE (LO-RANSAC) with a tight threshold: MAGSAC++'s soft weighting let a slow object
 # (2 px/pair) pull the fit off the background (measured: camera 1.3 %diag/s on a still camera).
@@ -31,10 +29,9 @@ class CameraFit:
     consistent: np.ndarray  # bool[H, W]: pixels passing the forward-backward check
 
 
-def fit_camera(forward: np.ndarray, backward: np.ndarray) -> CameraFit:
-    """Fit the homography on a grid of forward-backward-consistent correspondences (USAC_ACCURATE)."""
+def fit_camera(forward: np.ndarray, consistent: np.ndarray) -> CameraFit:
+    """Fit the homography on a grid of the correspondences ``consistent`` marks (USAC_ACCURATE)."""
     height, width = forward.shape[:2]
-    consistent = forward_backward_consistent(forward, backward)
     ys, xs = np.mgrid[GRID_STEP_PX // 2 : height : GRID_STEP_PX, GRID_STEP_PX // 2 : width : GRID_STEP_PX]
     keep = consistent[ys, xs]
     source = np.stack([xs[keep], ys[keep]], axis=-1).astype(np.float32)

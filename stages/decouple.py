@@ -154,8 +154,8 @@ class DecoupleStage(Stage):
         width, height = video.size
         pairs = video.pairs.tolist()
         fits = [
-            fit_camera(forward, backward)
-            for forward, backward in zip(motion.pair_forward, motion.pair_backward, strict=True)
+            fit_camera(forward, consistent)
+            for forward, consistent in zip(motion.pair_forward, motion.pair_consistent, strict=True)
         ]
         induced = [camera_flow(fit.homography, width, height) for fit in fits]
         intervals = [video.interval_s(first, second) for first, second in pairs]

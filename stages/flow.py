@@ -2,9 +2,9 @@
 
 It computes forward flow on the measuring pairs (statistics, camera model) and, when tracks are
 built, forward and backward flow along the tracking chain, each frame pair only once. A pair's
-backward flow feeds only the forward-backward check, so where the chain does not provide it, it is
-computed at half size: a quarter of the cost, the same decoupled scores (benchmarks/RESULTS.md).
-"""
+backward flow feeds only the forward-backward check, so where the chain does not provide it, flow
+and check run on frames halved by a pyramid step: less than half the cost of both at full size, the
+same decoupled scores (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from stages.flow_backends import (
     RaftFlow,
     require_raft_weights,
 )
+from stages.flow_checks import consistent_with_halved_backward, forward_backward_consistent
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
@@ -124,9 +125,14 @@ class FlowStage(Stage):
         steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
         wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
         flows = dict(zip(wanted, self._backend.flow(*self._frames_of(video, wanted)), strict=True))
-        checks = [(b, a) for a, b in pairs if (b, a) not in flows]
+        consistent = {
+            (a, b): forward_backward_consistent(flows[a, b], flows[b, a]) for a, b in pairs if (b, a) in flows
+        }
+        checks = [(a, b) for a, b in pairs if (a, b) not in consistent]
         if checks:
-            flows.update(zip(checks, self._backend.flow_at_half_size(*self._frames_of(video, checks)), strict=True))
+            halved = self._backend.flow_of_halved_frames(*self._frames_of(video, [(b, a) for a, b in checks]))
+            for pair, backward in zip(checks, halved, strict=True):
+                consistent[pair] = consistent_with_halved_backward(flows[pair], backward)
 
         speeds = np.stack([speed_pct_diag_per_s(flows[a, b], video.interval_s(a, b)) for a, b in pairs])
         mean_speed = speeds.mean(axis=0)
@@ -134,7 +140,7 @@ class FlowStage(Stage):
         clip.motion = MotionFlows(
             mean_speed=mean_speed,
             pair_forward=np.stack([flows[a, b] for a, b in pairs]),
-            pair_backward=np.stack([flows[b, a] for a, b in pairs]),
+            pair_consistent=np.stack([consistent[pair] for pair in pairs]),
             chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
             chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),

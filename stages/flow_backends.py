@@ -44,13 +44,10 @@ class FlowBackend(ABC):
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """``uint8[B, H, W, 3]`` pairs -> ``float32[B, H, W, 2]`` flow in px from ``first`` to ``second``."""
 
-    def flow_at_half_size(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Flow of frames halved by a Gaussian pyramid step, brought back to full size in px: a quarter of
-        the pixels, for uses that tolerate the coarser field (the forward-backward check)."""
-        height, width = first.shape[1:3]
-        coarse = self.flow(*(np.stack([cv2.pyrDown(frame) for frame in frames]) for frames in (first, second)))
-        to_full_px = np.float32([width / coarse.shape[2], height / coarse.shape[1]])
-        return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in coarse]) * to_full_px
+    def flow_of_halved_frames(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow of the frames halved by a Gaussian pyramid step (each smooths before it halves), in half-size
+        px: a quarter of the pixels, for uses that tolerate a coarser field (the forward-backward check)."""
+        return self.flow(*(np.stack([cv2.pyrDown(frame) for frame in frames]) for frames in (first, second)))
 
     def flow_both_ways(self, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward flow of each pair, in one batch (what visibility checks need)."""

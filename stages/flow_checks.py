@@ -37,3 +37,13 @@ def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np
     """``bool[H, W]`` for a pair's forward and backward flow fields."""
     landed = pixel_grid(*forward.shape[:2]) + forward
     return round_trip_agrees(forward, sample_field(backward, landed))
+
+
+def consistent_with_halved_backward(forward: np.ndarray, backward_halved: np.ndarray) -> np.ndarray:
+    """``bool[H, W]``: the forward-backward check against a backward flow of frames halved by ``cv2.pyrDown``.
+
+    pyrDown's pixel ``i`` sits on full-size pixel ``2i``, so the forward flow is read there (halved) and each
+    verdict covers its 2x2 block: a quarter of the work of the check at full size."""
+    height, width = forward.shape[:2]
+    verdict = forward_backward_consistent(forward[::2, ::2] * np.float32(0.5), backward_halved)
+    return verdict.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]

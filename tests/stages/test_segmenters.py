@@ -63,7 +63,7 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     from stages.camera_model import camera_flow, fit_camera
     from stages.motion_units import speed_pct_diag_per_s
 
-    fit = fit_camera(clip.motion.pair_forward[0], clip.motion.pair_backward[0])
+    fit = fit_camera(clip.motion.pair_forward[0], clip.motion.pair_consistent[0])
     induced = camera_flow(fit.homography, width, height)
     residual = speed_pct_diag_per_s(clip.motion.pair_forward[0] - induced, clip.video.interval_s(*clip.video.pairs[0]))
     points = decouple.segmenter.prompts(residual, fit.consistent)
