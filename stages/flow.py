@@ -131,8 +131,8 @@ class FlowStage(Stage):
         checks = [(a, b) for a, b in pairs if (a, b) not in consistent]
         if checks:
             halved = self._backend.flow_of_halved_frames(*self._frames_of(video, [(b, a) for a, b in checks]))
-            for pair, backward in zip(checks, halved, strict=True):
-                consistent[pair] = consistent_with_halved_backward(flows[pair], backward)
+            verdicts = consistent_with_halved_backward(np.stack([flows[pair] for pair in checks]), halved)
+            consistent.update(zip(checks, verdicts, strict=True))
 
         speeds = np.stack([speed_pct_diag_per_s(flows[a, b], video.interval_s(a, b)) for a, b in pairs])
         mean_speed = speeds.mean(axis=0)

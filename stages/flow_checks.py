@@ -5,6 +5,8 @@ where it lands, must bring it back: |F + B|^2 < a (|F|^2 + |B|^2) + b.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -12,9 +14,12 @@ FB_ALPHA = 0.01  # relative tolerance
 FB_BETA = 0.5  # absolute tolerance, px^2
 
 
+@functools.lru_cache(maxsize=16)
 def pixel_grid(height: int, width: int) -> np.ndarray:
-    """``float32[H, W, 2]`` (x, y) of every pixel."""
-    return np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+    """``float32[H, W, 2]`` (x, y) of every pixel; cached and read-only (clips of a run share a few sizes)."""
+    grid = np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+    grid.flags.writeable = False
+    return grid
 
 
 def sample_field(field: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -34,16 +39,21 @@ def squared_length(vectors: np.ndarray) -> np.ndarray:
 
 
 def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """``bool[H, W]`` for a pair's forward and backward flow fields."""
-    landed = pixel_grid(*forward.shape[:2]) + forward
-    return round_trip_agrees(forward, sample_field(backward, landed))
+    """``bool[..., H, W]`` for forward and backward flow fields ``[..., H, W, 2]`` of the same pairs (a batch
+    costs less than its fields one by one: the arithmetic runs once over all of them)."""
+    height, width = forward.shape[-3:-1]
+    landed = pixel_grid(height, width) + forward
+    fields = zip(backward.reshape(-1, height, width, 2), landed.reshape(-1, height, width, 2), strict=True)
+    returned = np.stack([sample_field(field, at) for field, at in fields]).reshape(forward.shape)
+    return round_trip_agrees(forward, returned)
 
 
 def consistent_with_halved_backward(forward: np.ndarray, backward_halved: np.ndarray) -> np.ndarray:
-    """``bool[H, W]``: the forward-backward check against a backward flow of frames halved by ``cv2.pyrDown``.
+    """``bool[..., H, W]``: the forward-backward check of forward flows ``[..., H, W, 2]`` against backward
+    flows of the frames halved by ``cv2.pyrDown``.
 
     pyrDown's pixel ``i`` sits on full-size pixel ``2i``, so the forward flow is read there (halved) and each
     verdict covers its 2x2 block: a quarter of the work of the check at full size."""
-    height, width = forward.shape[:2]
-    verdict = forward_backward_consistent(forward[::2, ::2] * np.float32(0.5), backward_halved)
-    return verdict.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+    height, width = forward.shape[-3:-1]
+    verdict = forward_backward_consistent(forward[..., ::2, ::2, :] * np.float32(0.5), backward_halved)
+    return verdict.repeat(2, axis=-2).repeat(2, axis=-1)[..., :height, :width]
