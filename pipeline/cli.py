@@ -19,6 +19,7 @@ class TqdmProgress:
         self._bar = None
         self.created_at = time.monotonic()
         self.started_at: float | None = None
+        self.last_shard_at: float | None = None
         self.total_shards = total_shards
         self.shards_done = 0
         self.errors = 0
@@ -31,6 +32,7 @@ class TqdmProgress:
             self._postfix()
 
     def shard_done(self, summary) -> None:
+        self.last_shard_at = time.monotonic()
         self.shards_done += 1
         self.failed_shards += summary.status != "done"
         self._postfix()
@@ -53,11 +55,15 @@ class TqdmProgress:
             self._bar.close()
 
     def timing(self) -> str:
-        """Wall time, with the engine's start-up (Ray, workers, models) apart from the annotation itself."""
+        """Wall time, with the engine's start-up (Ray, workers, models) and shut-down apart from the annotation."""
         now = time.monotonic()
         ready = self.started_at or now
+        finished = max(self.last_shard_at or ready, ready)
         total = now - self.created_at
-        return f"{total:.1f} s ({ready - self.created_at:.1f} s start-up, {now - ready:.1f} s annotating)"
+        return (
+            f"{total:.1f} s ({ready - self.created_at:.1f} s start-up, {finished - ready:.1f} s annotating, "
+            f"{now - finished:.1f} s shut-down)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
