@@ -77,7 +77,8 @@ def test_both_ways_gives_opposite_flows_for_a_translation():
 def test_flow_of_halved_frames_is_half_size_flow_in_half_size_pixels(size):
     first, second, truth, valid = affine_pair(MOTIONS["translation"])
     crop = np.s_[: size[0], : size[1]]
-    flow = DisFlow("balanced").flow_of_halved_frames(first[None][(slice(None), *crop)], second[None][(slice(None), *crop)])
+    batch = (slice(None), *crop)
+    flow = DisFlow("balanced").flow_of_halved_frames(first[None][batch], second[None][batch])
     assert flow.shape == (1, (size[0] + 1) // 2, (size[1] + 1) // 2, 2) and flow.dtype == np.float32
     # pyrDown's pixel i sits on full-size pixel 2i
     halved_truth, halved_valid = truth[crop][::2, ::2] / 2, valid[crop][::2, ::2]
