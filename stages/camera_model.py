@@ -26,7 +26,6 @@ class CameraFit:
 
     homography: np.ndarray  # float64[3, 3]
     inlier_fraction: float  # of the consistent grid points
-    consistent: np.ndarray  # bool[H, W]: pixels passing the forward-backward check
 
 
 def fit_camera(forward: np.ndarray, consistent: np.ndarray) -> CameraFit:
@@ -37,13 +36,13 @@ def fit_camera(forward: np.ndarray, consistent: np.ndarray) -> CameraFit:
     source = np.stack([xs[keep], ys[keep]], axis=-1).astype(np.float32)
     target = source + forward[ys[keep], xs[keep]]
     if len(source) < MIN_CORRESPONDENCES:
-        return CameraFit(np.eye(3), 0.0, consistent)
+        return CameraFit(np.eye(3), 0.0)
     homography, inliers = cv2.findHomography(
         source, target, cv2.USAC_ACCURATE, RANSAC_THRESHOLD_PX, maxIters=2000, confidence=0.999
     )
     if homography is None:
-        return CameraFit(np.eye(3), 0.0, consistent)
-    return CameraFit(homography, float(inliers.mean()), consistent)
+        return CameraFit(np.eye(3), 0.0)
+    return CameraFit(homography, float(inliers.mean()))
 
 
 def camera_flow(homography: np.ndarray, width: int, height: int) -> np.ndarray:

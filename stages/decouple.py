@@ -162,10 +162,13 @@ class DecoupleStage(Stage):
         residual_speeds = np.stack(
             [speed_pct_diag_per_s(f - i, dt) for f, i, dt in zip(motion.pair_forward, induced, intervals, strict=True)]
         )
-        objects = self.segmenter.object_masks(video, residual_speeds, np.stack([fit.consistent for fit in fits]))
+        objects = self.segmenter.object_masks(video, residual_speeds, motion.pair_consistent)
         clip.object_masks = objects
         object_points = np.concatenate(
-            [speed[mask & fit.consistent] for speed, mask, fit in zip(residual_speeds, objects, fits, strict=True)]
+            [
+                speed[mask & consistent]
+                for speed, mask, consistent in zip(residual_speeds, objects, motion.pair_consistent, strict=True)
+            ]
         )
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
         camera_speeds = [speed_pct_diag_per_s(i, dt).mean() for i, dt in zip(induced, intervals, strict=True)]

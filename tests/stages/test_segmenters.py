@@ -63,15 +63,14 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     from stages.camera_model import camera_flow, fit_camera
     from stages.motion_units import speed_pct_diag_per_s
 
-    fit = fit_camera(clip.motion.pair_forward[0], clip.motion.pair_consistent[0])
+    consistent = clip.motion.pair_consistent[0]
+    fit = fit_camera(clip.motion.pair_forward[0], consistent)
     induced = camera_flow(fit.homography, width, height)
     residual = speed_pct_diag_per_s(clip.motion.pair_forward[0] - induced, clip.video.interval_s(*clip.video.pairs[0]))
-    points = decouple.segmenter.prompts(residual, fit.consistent)
+    points = decouple.segmenter.prompts(residual, consistent)
     assert len(points) >= 2
     disc = disc_mask(SCENE, OBJECT, 0.0, width, height)
     assert disc[points[:, 1].astype(int), points[:, 0].astype(int)].all()
     pairs = len(clip.video.pairs)
-    masks = decouple.segmenter.object_masks(
-        clip.video, np.stack([residual] * pairs), np.stack([fit.consistent] * pairs)
-    )
+    masks = decouple.segmenter.object_masks(clip.video, np.stack([residual] * pairs), np.stack([consistent] * pairs))
     assert masks.shape == (len(clip.video.pairs), height, width) and masks.dtype == bool
