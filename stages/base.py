@@ -77,11 +77,12 @@ class DecodedVideo:
 
 @dataclass
 class MotionFlows:
-    """What the flow stage measured, kept in the worker for later stages (too large to ship)."""
+    """What the flow stage measured, kept in the worker for later stages (too large to ship). The measuring
+    pairs' maps are at the measuring size ``h x w`` (stages/measuring_size.py), the chain's at processing size."""
 
-    mean_speed: np.ndarray  # float32[H, W], %diag/s averaged over the measuring pairs
-    pair_forward: np.ndarray  # float32[P, H, W, 2], px, first -> second frame of each measuring pair
-    pair_consistent: np.ndarray  # bool[P, H, W], pixels of each pair passing the forward-backward check
+    mean_speed: np.ndarray  # float32[h, w], %diag/s averaged over the measuring pairs
+    pair_forward: np.ndarray  # float32[P, h, w, 2], half-size px, first -> second frame of each measuring pair
+    pair_consistent: np.ndarray  # bool[P, h, w], pixels of each pair passing the forward-backward check
     chain_forward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k] -> chain[k+1]
     chain_backward: np.ndarray  # float32[C-1, H, W, 2], px, chain[k+1] -> chain[k]
     chain_dt_s: np.ndarray  # float64[C-1]
@@ -110,7 +111,7 @@ class ClipRecord:
     video: DecodedVideo | None = None
     motion: MotionFlows | None = None
     tracks: DenseTracks | None = None
-    object_masks: np.ndarray | None = None  # bool[P, H, W], per measuring pair (decouple stage)
+    object_masks: np.ndarray | None = None  # bool[P, h, w] at the measuring size, per measuring pair (decouple)
     conditions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-GRID_STEP_PX = 12  # ~600 points at 341x256: camera and object scores as with 8 px (1300 points), fit 40% faster
+# Fields come at the measuring size (half the processing size), px below are half-size px.
+GRID_STEP_PX = 6  # ~600 points at 171x128: camera and object scores as with 4 px (1300 points), fit 40% faster
 # USAC_ACCURATE (LO-RANSAC) with a tight threshold: MAGSAC++'s soft weighting let a slow object
-# (2 px/pair) pull the fit off the background (measured: camera 1.3 %diag/s on a still camera).
-RANSAC_THRESHOLD_PX = 0.3
+# (1 px/pair at this size) pull the fit off the background (measured: camera 1.3 %diag/s on a still camera).
+RANSAC_THRESHOLD_PX = 0.15
 MIN_CORRESPONDENCES = 12
 
 

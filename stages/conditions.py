@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from stages.base import ClipRecord, Stage
+from stages.measuring_size import map_at_processing_size
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 CONDITIONS = ("motion_mask", "heatmap", "dense_tracks", "region_trajectories", "sparse_tracks")
@@ -142,7 +143,7 @@ class ConditionsStage(Stage):
         width, height = clip.video.size
         arrays["proc_size"] = np.array([width, height], np.int32)
         if "motion_mask" in names:
-            arrays["motion_mask"] = clip.motion.mean_speed > self.mask_threshold
+            arrays["motion_mask"] = map_at_processing_size(clip.motion.mean_speed > self.mask_threshold, height, width)
         if "heatmap" in names:
             arrays["heatmap"] = motif_heatmap(
                 sample_speed_maps(clip), cfg.heatmap_floor, cfg.heatmap_temporal, cfg.heatmap_spatial

@@ -151,7 +151,7 @@ class DecoupleStage(Stage):
 
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion = clip.video, clip.motion
-        width, height = video.size
+        height, width = motion.pair_forward.shape[1:3]  # the measuring size: px below are half-size px
         pairs = video.pairs.tolist()
         fits = [
             fit_camera(forward, consistent)

@@ -1,10 +1,11 @@
 """Flow stage: one flow backend per worker measures the clip's motion.
 
 It computes forward flow on the measuring pairs (statistics, camera model) and, when tracks are
-built, forward and backward flow along the tracking chain, each frame pair only once. A pair's
-backward flow feeds only the forward-backward check, so where the chain does not provide it, flow
-and check run on frames halved by a pyramid step: less than half the cost of both at full size, the
-same decoupled scores (benchmarks/RESULTS.md)."""
+built, forward and backward flow along the tracking chain, each frame pair only once. The pairs are
+analysed at the measuring size (stages/measuring_size.py: half the processing size, where DIS
+resolves flow). A pair's backward flow feeds only the forward-backward check, so where the chain does
+not provide it, it is measured on frames halved by a pyramid step, which is that size: less than half
+the cost of both at full size, the same decoupled scores (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from stages.flow_backends import (
     RaftFlow,
     require_raft_weights,
 )
-from stages.flow_checks import consistent_with_halved_backward, forward_backward_consistent
+from stages.flow_checks import forward_backward_consistent
+from stages.measuring_size import field_at_measuring_size
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
@@ -117,6 +119,15 @@ class FlowStage(Stage):
         firsts, seconds = zip(*pairs, strict=True)
         return video.frames[list(firsts)], video.frames[list(seconds)]
 
+    def _pair_backward(
+        self, video: DecodedVideo, pairs: list[tuple[int, int]], flows: dict[tuple[int, int], np.ndarray]
+    ) -> np.ndarray:
+        """Backward flow of each measuring pair at the measuring size: the chain's where it has the pair, else
+        measured on frames halved by a pyramid step (it feeds only the forward-backward check)."""
+        missing = [(b, a) for a, b in pairs if (b, a) not in flows]
+        halved = iter(self._backend.flow_of_halved_frames(*self._frames_of(video, missing)) if missing else ())
+        return np.stack([field_at_measuring_size(flows[b, a]) if (b, a) in flows else next(halved) for a, b in pairs])
+
     def process_clip(self, clip: ClipRecord) -> None:
         if self._backend is None:
             raise RuntimeError("FlowStage.setup() must run before process()")
@@ -125,22 +136,16 @@ class FlowStage(Stage):
         steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
         wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
         flows = dict(zip(wanted, self._backend.flow(*self._frames_of(video, wanted)), strict=True))
-        consistent = {
-            (a, b): forward_backward_consistent(flows[a, b], flows[b, a]) for a, b in pairs if (b, a) in flows
-        }
-        checks = [(a, b) for a, b in pairs if (a, b) not in consistent]
-        if checks:
-            halved = self._backend.flow_of_halved_frames(*self._frames_of(video, [(b, a) for a, b in checks]))
-            verdicts = consistent_with_halved_backward(np.stack([flows[pair] for pair in checks]), halved)
-            consistent.update(zip(checks, verdicts, strict=True))
-
-        speeds = np.stack([speed_pct_diag_per_s(flows[a, b], video.interval_s(a, b)) for a, b in pairs])
+        forward = np.stack([field_at_measuring_size(flows[pair]) for pair in pairs])
+        speeds = np.stack(
+            [speed_pct_diag_per_s(field, video.interval_s(*pair)) for field, pair in zip(forward, pairs, strict=True)]
+        )
         mean_speed = speeds.mean(axis=0)
         p50, p95, peak = np.percentile(speeds, [50, 95, FLOW_MAX_PERCENTILE])
         clip.motion = MotionFlows(
             mean_speed=mean_speed,
-            pair_forward=np.stack([flows[a, b] for a, b in pairs]),
-            pair_consistent=np.stack([consistent[pair] for pair in pairs]),
+            pair_forward=forward,
+            pair_consistent=forward_backward_consistent(forward, self._pair_backward(video, pairs, flows)),
             chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
             chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),

@@ -46,14 +46,3 @@ def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np
     fields = zip(backward.reshape(-1, height, width, 2), landed.reshape(-1, height, width, 2), strict=True)
     returned = np.stack([sample_field(field, at) for field, at in fields]).reshape(forward.shape)
     return round_trip_agrees(forward, returned)
-
-
-def consistent_with_halved_backward(forward: np.ndarray, backward_halved: np.ndarray) -> np.ndarray:
-    """``bool[..., H, W]``: the forward-backward check of forward flows ``[..., H, W, 2]`` against backward
-    flows of the frames halved by ``cv2.pyrDown``.
-
-    pyrDown's pixel ``i`` sits on full-size pixel ``2i``, so the forward flow is read there (halved) and each
-    verdict covers its 2x2 block: a quarter of the work of the check at full size."""
-    height, width = forward.shape[-3:-1]
-    verdict = forward_backward_consistent(forward[..., ::2, ::2, :] * np.float32(0.5), backward_halved)
-    return verdict.repeat(2, axis=-2).repeat(2, axis=-1)[..., :height, :width]

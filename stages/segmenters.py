@@ -22,8 +22,9 @@ import numpy as np
 from stages.base import DecodedVideo
 from stages.conditions import spread_points
 from stages.flow_backends import RANDOM_WEIGHTS_MARK, MissingWeightsError
+from stages.measuring_size import mask_at_measuring_size, processing_pixel
 
-MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))  # at the measuring size (5 x 5 at full size)
 Propagate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(frames ``uint8[T, H, W, 3]``, prompt points ``float32[N, 2]`` (x, y) on the first) -> masks ``bool[T, H, W]``."""
 
@@ -54,8 +55,8 @@ class Segmenter(ABC):
 
     @abstractmethod
     def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
-        """``bool[P, H, W]`` for residual speeds ``[P, H, W]`` in %diag/s; ``reliable`` marks pixels whose
-        flow passed the forward-backward check."""
+        """``bool[P, h, w]`` for residual speeds ``[P, h, w]`` in %diag/s at the measuring size; ``reliable``
+        marks pixels whose flow passed the forward-backward check."""
 
 
 class MotionRegionSegmenter(Segmenter):
@@ -106,26 +107,26 @@ class Sam2Segmenter(Segmenter):
             )
 
     def prompts(self, residual_speed: np.ndarray, reliable: np.ndarray) -> np.ndarray:
-        """(x, y) points on the first sample: high camera-compensated motion, spread over moving regions,
-        away from their edges and from occlusions (where residual flow is an error, not motion)."""
+        """(x, y) processing px on the first sample, from measuring-size maps: high camera-compensated motion,
+        spread over moving regions, away from their edges and from occlusions (where residual flow is an
+        error, not motion)."""
         regions = moving_regions(residual_speed, self.threshold, self.min_area)
         interior = cv2.erode(regions.astype(np.uint8), MORPH_KERNEL, iterations=3).astype(bool)
         points = spread_points(residual_speed, interior & reliable, self.max_prompts)
-        return points[:, ::-1].astype(np.float32)
+        return processing_pixel(points[:, ::-1]).astype(np.float32)
 
     def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
         propagate = self._served or (self.propagate if self._predictor is not None else None)
         if propagate is None:
             raise RuntimeError("Sam2Segmenter.setup() must run before object_masks()")
-        height, width = video.frames.shape[1:3]
         points = self.prompts(residual_speeds[0], reliable[0])
         if len(points) == 0:
             return np.zeros(residual_speeds.shape, bool)
-        sample_masks = propagate(video.frames[video.samples], points)
+        sample_masks = mask_at_measuring_size(propagate(video.frames[video.samples], points))
         # each pair takes the mask of the sample nearest its first frame
         nearest = np.abs(video.pairs[:, :1] - video.samples[None, :]).argmin(axis=1)
         masks = sample_masks[nearest]
-        assert masks.shape == (len(video.pairs), height, width)
+        assert masks.shape == residual_speeds.shape
         return masks
 
     def propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from stages.base import ClipRecord, Resources, Stage
+from stages.measuring_size import measuring_pixel
 from stages.trackers import CoTracker, FlowChainTracker, Tracker, grid_queries
 
 TRACKERS = ("auto", "none", "flow_chain", "cotracker")
@@ -99,7 +100,7 @@ class TrackingStage(Stage):
         tracks = self.tracker.track(clip, queries)
         rows = np.clip(queries[:, 1].astype(int), 0, height - 1)
         cols = np.clip(queries[:, 0].astype(int), 0, width - 1)
-        is_object = clip.object_masks[0][rows, cols]
+        is_object = clip.object_masks[0][measuring_pixel(rows), measuring_pixel(cols)]
         times = clip.video.times_s[clip.video.samples]
         camera, objects = step_speeds(tracks.positions, tracks.visibility, is_object, times)
         per_px = 100.0 / math.hypot(width, height)  # px/s -> %diag/s

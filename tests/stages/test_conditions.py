@@ -10,6 +10,7 @@ from conftest import disc_mask, make_clip, ready_stages, run_stages
 
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.conditions import CONDITIONS, ConditionsConfig, area_pool, pool_2d
+from stages.measuring_size import mask_at_measuring_size
 
 OBJECT = SceneObject(start=(0.3, 0.5), radius=0.2, velocity=(14.0, 0.0))
 SCENE = Scene(seed=31, objects=(OBJECT,))
@@ -39,7 +40,10 @@ def test_every_condition_is_built_with_documented_shapes_and_dtypes(annotated):
 
 
 def test_motion_mask_is_the_motion_fraction_area(annotated):
-    assert annotated.conditions["motion_mask"].mean() == pytest.approx(annotated.fields["motion_fraction"])
+    # measured at the measuring size, written at the processing size (each measuring pixel covers its block)
+    mask = annotated.conditions["motion_mask"]
+    assert mask_at_measuring_size(mask).mean() == pytest.approx(annotated.fields["motion_fraction"])
+    assert mask.mean() == pytest.approx(annotated.fields["motion_fraction"], abs=0.005)
 
 
 def test_heatmap_is_hot_on_the_object_and_cold_on_the_still_background(annotated):

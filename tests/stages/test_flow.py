@@ -9,7 +9,14 @@ from conftest import clip_record, make_clip
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
 from stages.flow import FlowConfig, FlowStage
-from stages.flow_checks import consistent_with_halved_backward, forward_backward_consistent
+from stages.flow_checks import forward_backward_consistent
+from stages.measuring_size import (
+    field_at_measuring_size,
+    map_at_processing_size,
+    mask_at_measuring_size,
+    measuring_pixel,
+    processing_pixel,
+)
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 MOVING_OBJECT = SceneObject(start=(0.35, 0.5), radius=0.22, velocity=(12.0, 4.0))
@@ -78,40 +85,49 @@ def test_same_scene_reads_the_same_at_other_resolutions_and_frame_rates(stages):
         assert fields["motion_fraction"] == pytest.approx(reference["motion_fraction"], abs=0.05), variant
 
 
-def test_halved_check_marks_the_blocks_where_the_backward_flow_disagrees():
-    height, width = 9, 13  # odd: the last row and column of blocks are cut
+def test_measuring_size_check_marks_the_pixels_where_the_halved_backward_flow_disagrees():
+    height, width = 9, 13  # odd: the measuring size rounds up, as cv2.pyrDown does
     forward = np.zeros((height, width, 2), np.float32)
-    forward[..., 0] = 4.0  # 4 px right at full size
+    forward[..., 0] = 4.0  # 4 px right at processing size
     backward = np.zeros(((height + 1) // 2, (width + 1) // 2, 2), np.float32)
     backward[..., 0] = -2.0  # 2 px left at half size: it undoes the forward flow
-    backward[1:3, 4, 0] = 3.0  # except in half-size rows 1-2 of column 4, which the row of column 2 lands in
-    verdict = consistent_with_halved_backward(forward, backward)
-    expected = np.ones((height, width), bool)
-    expected[2:6, 4:6] = False  # half-size (1..2, 2) -> full-size rows 2..5, columns 4..5
+    backward[1:3, 4, 0] = 3.0  # except in half-size rows 1-2 of column 4, which column 2 lands in
+    measured = field_at_measuring_size(forward)
+    assert measured.shape == backward.shape and np.all(measured[..., 0] == 2.0)
+    verdict = forward_backward_consistent(measured, backward)
+    expected = np.ones(backward.shape[:2], bool)
+    expected[1:3, 2] = False
     np.testing.assert_array_equal(verdict, expected)
+    # back at processing size each verdict covers its 2x2 block
+    full = map_at_processing_size(verdict, height, width)
+    assert full.shape == (height, width) and not full[2:6, 4:6].any() and full.sum() == height * width - 8
+    np.testing.assert_array_equal(mask_at_measuring_size(full), verdict)
+    assert measuring_pixel(np.array([4, 5])).tolist() == [2, 2] and processing_pixel(np.array([2])).tolist() == [4]
 
 
-def test_pairs_are_checked_against_a_backward_flow_of_halved_frames(stages):
+def test_pairs_are_analysed_at_the_measuring_size_against_a_backward_flow_of_halved_frames(stages):
     decode, flow = stages
     scene = Scene(seed=15, pan=(9.0, 4.0), objects=(MOVING_OBJECT,))
     clip = clip_record(make_clip(scene))
     for stage in stages:
         stage.process([clip])
     motion = clip.motion
-    assert motion.pair_consistent.shape == motion.pair_forward.shape[:3] == (4, 256, 341)
-    assert motion.pair_consistent.dtype == bool
+    assert motion.pair_consistent.shape == motion.pair_forward.shape[:3] == (4, 128, 171)
+    assert motion.mean_speed.shape == (128, 171) and motion.pair_consistent.dtype == bool
     first, second = clip.video.pairs[0]
     frames = clip.video.frames
+    full_forward = flow._backend.flow(frames[[first]], frames[[second]])[0]
+    np.testing.assert_array_equal(motion.pair_forward[0], field_at_measuring_size(full_forward))
     backward = flow._backend.flow_of_halved_frames(frames[[second]], frames[[first]])[0]
     np.testing.assert_array_equal(
-        motion.pair_consistent[0], consistent_with_halved_backward(motion.pair_forward[0], backward)
+        motion.pair_consistent[0], forward_backward_consistent(motion.pair_forward[0], backward)
     )
-    # the halved check agrees with the full-size one nearly everywhere: where the pan uncovers the border
-    # and around the moving disc it may differ by a block of 2x2 pixels
+    # the check at the measuring size agrees with the one at processing size nearly everywhere: where the pan
+    # uncovers the border and around the moving disc it may differ
     full_backward = flow._backend.flow(frames[[second]], frames[[first]])[0]
-    full_check = forward_backward_consistent(motion.pair_forward[0], full_backward)
+    full_check = mask_at_measuring_size(forward_backward_consistent(full_forward, full_backward))
     assert (motion.pair_consistent[0] == full_check).mean() > 0.97
-    assert motion.pair_consistent[0][16:-16, 16:-16].mean() > 0.9
+    assert motion.pair_consistent[0][8:-8, 8:-8].mean() > 0.9
 
 
 def test_flow_config_is_validated():

@@ -59,13 +59,14 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     assert clip.fields["segment_backend"] == "sam2:sam2.1_hiera_t+random-weights"
     decouple = next(stage for stage in stages if stage.name == "decouple")
     width, height = clip.video.size
+    measuring_height, measuring_width = clip.motion.pair_consistent.shape[1:]
     # prompts: where camera-compensated motion is high, which is on the disc
     from stages.camera_model import camera_flow, fit_camera
     from stages.motion_units import speed_pct_diag_per_s
 
     consistent = clip.motion.pair_consistent[0]
     fit = fit_camera(clip.motion.pair_forward[0], consistent)
-    induced = camera_flow(fit.homography, width, height)
+    induced = camera_flow(fit.homography, measuring_width, measuring_height)
     residual = speed_pct_diag_per_s(clip.motion.pair_forward[0] - induced, clip.video.interval_s(*clip.video.pairs[0]))
     points = decouple.segmenter.prompts(residual, consistent)
     assert len(points) >= 2
@@ -73,4 +74,4 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     assert disc[points[:, 1].astype(int), points[:, 0].astype(int)].all()
     pairs = len(clip.video.pairs)
     masks = decouple.segmenter.object_masks(clip.video, np.stack([residual] * pairs), np.stack([consistent] * pairs))
-    assert masks.shape == (len(clip.video.pairs), height, width) and masks.dtype == bool
+    assert masks.shape == (len(clip.video.pairs), measuring_height, measuring_width) and masks.dtype == bool
