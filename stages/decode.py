@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,6 +16,10 @@ from stages.video_decoders import decode_video, quiet_decoder_logs
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v")
 CAPTION_JSON_KEYS = ("caption", "text", "txt")
+# Anti-aliasing blur before bilinear shrinking: sigma = 0.5 sqrt(1 / ratio^2 - 1) input px. On Sintel (DIS EPE)
+# it matches area averaging, where the narrower (1 / ratio - 1) / 2 of scikit-image is worse (0.26 vs 0.25 px).
+ANTI_ALIAS_SIGMA = 0.5
+MIN_BLUR_SIGMA = 0.3  # narrower blurs change nothing at 8 bits
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,24 @@ def processing_size(width: int, height: int, short_side: int) -> tuple[int, int]
 
 
 def resize_to_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
-    """Resize with area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    """Resize to the short side, aspect kept; bilinear when enlarging. Shrinking is halved by Gaussian pyramid
+    steps while the frame is twice the size or more, then blurred as much as the remaining ratio asks and
+    sampled bilinearly: as good for flow as area averaging (DIS on Sintel at short side 256 and 200: the same
+    EPE, benchmarks/RESULTS.md) at half its cost, a quarter from 720p (OpenCV's area averaging is slow at
+    ratios that are not whole numbers)."""
     height, width = frame.shape[:2]
     size = processing_size(width, height, short_side)
     if size == (width, height):
         return frame
-    shrinking = size[0] < width
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if size[0] > width:
+        return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+    while min(frame.shape[:2]) >= 2 * short_side:
+        frame = cv2.pyrDown(frame)
+    ratio = short_side / min(frame.shape[:2])
+    sigma = ANTI_ALIAS_SIGMA * math.sqrt(1 / ratio**2 - 1)
+    if sigma >= MIN_BLUR_SIGMA:
+        frame = cv2.GaussianBlur(frame, (0, 0), sigma)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
 
 def video_member(clip: ClipRecord) -> tuple[str, bytes]:

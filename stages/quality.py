@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from stages.base import ClipRecord, Stage
+from stages.decode import resize_to_short_side
 from stages.flow_backends import DisFlow
 from stages.flow_checks import forward_backward_consistent
 
@@ -43,14 +44,8 @@ def textured_fraction(frame: np.ndarray) -> float:
 
 
 def shrunk_gray(frame: np.ndarray, short_side: int) -> np.ndarray:
-    """Grey image with its short side at ``short_side``: halved by Gaussian pyramid steps (each smooths before
-    it halves), then bilinear for the rest; 3x cheaper than area averaging at a non-integer ratio."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    while min(gray.shape) >= 2 * short_side:
-        gray = cv2.pyrDown(gray)
-    height, width = gray.shape
-    scale = short_side / min(height, width)
-    return cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+    """Grey image with its short side at ``short_side``, shrunk as the decoder shrinks frames."""
+    return resize_to_short_side(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), short_side)
 
 
 def step_consistency(frames: Sequence[np.ndarray], flow: DisFlow) -> np.ndarray:

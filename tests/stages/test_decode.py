@@ -118,6 +118,34 @@ def test_portrait_and_tiny_clips_resize_short_side_keeping_aspect(decode):
     assert (tiny.fields["proc_width"], tiny.fields["proc_height"]) == processing_size(176, 144, 256) == (313, 256)
 
 
+@pytest.mark.parametrize("size", [(640, 360), (1280, 720), (1921, 1081)])
+def test_shrinking_keeps_smooth_content_and_does_not_alias_fine_stripes(size):
+    width, height = size
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    smooth = (128 + 60 * np.sin(xs / 40) * np.cos(ys / 30)).astype(np.uint8)
+    frame = np.dstack([smooth, smooth, 255 - smooth])
+    shrunk = resize_to_short_side(frame, 256)
+    expected_width, expected_height = processing_size(width, height, 256)
+    assert shrunk.shape == (expected_height, expected_width, 3) and shrunk.dtype == np.uint8
+    # smooth content: what area averaging gives, within a few grey levels
+    reference = cv2.resize(frame, (expected_width, expected_height), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - reference).mean() < 2.0
+    # 1-px stripes are finer than the output can hold: what survives of them (aliased, false coarser stripes) is
+    # no more than area averaging leaves, far less than bilinear sampling alone
+    stripes = np.dstack([np.broadcast_to(((xs % 2) * 255).astype(np.uint8), (height, width))] * 3)
+    out = (expected_width, expected_height)
+    residue = {
+        name: shrunk[8:-8, 8:-8].std()
+        for name, shrunk in (
+            ("ours", resize_to_short_side(stripes, 256)),
+            ("area", cv2.resize(stripes, out, interpolation=cv2.INTER_AREA)),
+            ("bilinear", cv2.resize(stripes, out, interpolation=cv2.INTER_LINEAR)),
+        )
+    }
+    assert residue["ours"] <= 1.1 * residue["area"] + 1 and residue["ours"] < 0.6 * residue["bilinear"], residue
+
+
 def test_caption_from_txt_or_json(decode, pan_clip):
     assert decoded(decode, pan_clip, txt=b"a dog runs\n").fields["caption"] == "a dog runs"
     assert decoded(decode, pan_clip, json=json.dumps({"caption": "a cat"}).encode()).fields["caption"] == "a cat"
