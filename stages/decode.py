@@ -71,8 +71,8 @@ def resize_to_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
     """Resize to the short side, aspect kept; bilinear when enlarging. Shrinking is halved by Gaussian pyramid
     steps while the frame is twice the size or more, then blurred as much as the remaining ratio asks and
     sampled bilinearly: as good for flow as area averaging (DIS on Sintel at short side 256 and 200: the same
-    EPE, benchmarks/RESULTS.md) at half its cost, a quarter from 720p (OpenCV's area averaging is slow at
-    ratios that are not whole numbers)."""
+    EPE, benchmarks/RESULTS.md) at a third to a half of its cost from 640x360 to 1080p (OpenCV's area
+    averaging is slow at ratios that are not whole numbers)."""
     height, width = frame.shape[:2]
     size = processing_size(width, height, short_side)
     if size == (width, height):
