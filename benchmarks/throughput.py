@@ -12,6 +12,9 @@ measures
 (b) `motionpipe annotate` through Ray with the default config (statistics and decoupled camera/object
     motion), one worker per CPU, incl. Ray start-up and, apart, after it (workers ready); the fastest of 3
     runs, as for (a');
+(b, running) the same against a Ray head started beforehand (`ray start --head`, as the cluster launcher does
+    in production: `annotate --address`), so Ray's own start-up (~4 s here) and shut-down (~1.3 s) are not
+    in it; connecting and starting the job's workers are, and the head's processes count in the peak RSS;
 (b') the same with `--set flow.dis_preset=fast` (DIS at a quarter of the processing size, ~4x cheaper flow);
 (b'') the same with `--conditions all` (the training conditions too), one run;
 (c) Data-Juicer's `video_motion_score_filter` with its defaults (`sampling_fps=2`), one process per core
@@ -23,9 +26,12 @@ Prints clips/s/core, the ratios b/a and b/c, and the peak RSS of each run (the p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -46,6 +52,7 @@ from stages.decode import DecodeStage
 PROCESS_START_S = 5.0  # for the decode processes to import and set up before the timed part
 REPEATS = 3
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
+RAY = str(Path(sys.executable).parent / "ray")
 DATA_JUICER_SCRIPT = """
 import sys, time
 from data_juicer.ops.filter import VideoMotionScoreFilter
@@ -62,15 +69,15 @@ print(time.perf_counter() - started)
 class PeakMemory:
     """Samples the resident memory of this process tree (or of a child's tree) while a block runs."""
 
-    def __init__(self, root: psutil.Process) -> None:
-        self.root = root
+    def __init__(self, *roots: psutil.Process) -> None:
+        self.roots = roots
         self.peak = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                processes = [self.root, *self.root.children(recursive=True)]
+                processes = [tree for root in self.roots for tree in (root, *root.children(recursive=True))]
                 self.peak = max(self.peak, sum(p.memory_info().rss for p in processes if p.is_running()))
             except psutil.Error:
                 continue
@@ -114,9 +121,12 @@ def decode_in_processes(shards: list[str], processes: int) -> tuple[int, float]:
     return sum(clips for clips, _, _ in runs), min(spans)
 
 
-def measure(label: str, cores: int, work: Callable[[], tuple[int, float]]) -> float:
-    """Runs ``work`` (-> clips, seconds), prints clips/s/core and peak RSS, returns clips/s/core."""
-    with PeakMemory(psutil.Process()) as memory:
+def measure(
+    label: str, cores: int, work: Callable[[], tuple[int, float]], elsewhere: tuple[psutil.Process, ...] = ()
+) -> float:
+    """Runs ``work`` (-> clips, seconds), prints clips/s/core and the peak RSS of this process tree and the
+    trees of ``elsewhere`` (processes not started from here), returns clips/s/core."""
+    with PeakMemory(psutil.Process(), *elsewhere) as memory:
         clips, seconds = work()
     rate = clips / seconds / cores
     peak = memory.peak / 2**30
@@ -129,8 +139,10 @@ class RayRun:
     run); keeps the fastest run's seconds spent annotating, after its start-up. Runs of 10-20 s here vary by up
     to 20% from one to the next, so (b) is taken as (a') is: the fastest of a few."""
 
-    def __init__(self, shards: Path, out: Path, *options: str, repeats: int = REPEATS) -> None:
-        self.shards, self.out, self.options, self.repeats = shards, out, options, repeats
+    def __init__(
+        self, shards: Path, out: Path, *options: str, repeats: int = REPEATS, env: dict[str, str] | None = None
+    ) -> None:
+        self.shards, self.out, self.options, self.repeats, self.env = shards, out, options, repeats, env
         self.annotating_s = 0.0
 
     def __call__(self) -> tuple[int, float]:
@@ -141,8 +153,9 @@ class RayRun:
     def _run(self, out: Path) -> tuple[int, float, float]:
         started = time.perf_counter()
         done = subprocess.run(
-            [MOTIONPIPE, "annotate", str(self.shards), str(out), *self.options], capture_output=True, text=True
-        )
+            [MOTIONPIPE, "annotate", str(self.shards), str(out), *self.options],
+            capture_output=True, text=True, env=self.env,
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
@@ -154,6 +167,26 @@ class RayRun:
         label = "    after start-up (workers ready)"
         print(f"{label:<58} {clips:>4} clips {self.annotating_s:7.1f} s {rate:6.2f} clips/s/core")
         return rate
+
+
+@contextlib.contextmanager
+def running_ray_head(cpus: int):
+    """A Ray head on this machine for the block -> (its address, the environment that reaches it, its processes):
+    token authentication off for head and drivers alike, and a short temp dir (Ray's socket paths must fit 107
+    bytes), which also tells the head's processes (their command lines name it) from any other Ray's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp}
+    options = [f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"]
+    try:
+        subprocess.run([RAY, "start", "--head", *options], env=env, check=True, capture_output=True)
+        head = tuple(p for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or []))
+        yield f"127.0.0.1:{port}", env, head
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def iter_ok_rows(out: Path):
@@ -220,6 +253,9 @@ def main() -> None:
         default_run = RayRun(root / "shards", root / "default")
         default = measure("(b) annotate on Ray, default config", cores, default_run)
         default_steady = default_run.steady_rate(clips, cores)
+        with running_ray_head(cores) as (address, env, head):
+            running_run = RayRun(root / "shards", root / "running", "--address", address, env=env)
+            running = measure("(b, running) annotate --address of a running Ray head", cores, running_run, head)
         fast_run = RayRun(root / "shards", root / "fast", "--set", "flow.dis_preset=fast")
         fast = measure("(b') annotate on Ray, --set flow.dis_preset=fast", cores, fast_run)
         fast_steady = fast_run.steady_rate(clips, cores)
@@ -227,7 +263,8 @@ def main() -> None:
         conditions = measure("(b'') annotate on Ray, --conditions all, 1 run", cores, conditions_run)
         conditions_run.steady_rate(clips, cores)
         print(
-            f"b/a' = {default / decode:.2f} ({default_steady / decode:.2f} after start-up)   "
+            f"b/a' = {default / decode:.2f} ({default_steady / decode:.2f} after start-up; "
+            f"{running / decode:.2f} on a running head)   "
             f"b'/a' = {fast / decode:.2f} ({fast_steady / decode:.2f})   b''/a' = {conditions / decode:.2f}   "
             f"against (a): b/a = {default / alone:.2f} ({default_steady / alone:.2f})"
         )
@@ -239,7 +276,8 @@ def main() -> None:
                 lambda: data_juicer(args.dj_python, videos, cores),
             )
             print(
-                f"b/c = {default / juicer:.2f} ({default_steady / juicer:.2f} after start-up)   "
+                f"b/c = {default / juicer:.2f} ({default_steady / juicer:.2f} after start-up; "
+                f"{running / juicer:.2f} on a running head)   "
                 f"b'/c = {fast / juicer:.2f} ({fast_steady / juicer:.2f})   b''/c = {conditions / juicer:.2f}"
             )
         else:
