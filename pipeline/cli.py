@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("out", metavar="OUT", help="output directory of an annotate run")
     select.add_argument("--where", required=True, help="e.g. \"object_score >= 6 and camera_type == 'static'\"")
-    select.add_argument("--to", required=True, metavar="TO", help="destination folder")
+    select.add_argument("--to", required=True, metavar="TO", help="destination folder or URL (as OUT)")
     select.add_argument("--shards", action="store_true", help="also write WebDataset shards of the selected clips")
     select.add_argument("--overwrite", action="store_true", help="replace an earlier selection in TO")
 
@@ -397,13 +397,13 @@ def run_filter(args: argparse.Namespace) -> int:
     with tqdm(unit="shard", desc="filter", disable=not args.shards, file=sys.stderr) as bar:
         try:
             result = filter_run(args.out, args.where, args.to, args.shards, args.overwrite, lambda _: bar.update())
-        except (ExpressionError, FilterTargetError, FileNotFoundError) as error:
+        except (ExpressionError, FilterTargetError, FileNotFoundError, NotADirectoryError) as error:
             print(f"motionpipe filter: {error}", file=sys.stderr)
             return EXIT_USAGE
-    print(f"selected {result.rows_selected} of {result.rows_in} rows ({result.ok_selected} ok) -> {Path(args.to)}")
+    print(f"selected {result.rows_selected} of {result.rows_in} rows ({result.ok_selected} ok) -> {args.to}")
     if args.shards:
         shards = len(result.shards_written)
-        print(f"wrote {result.clips_written} clips in {shards} shard(s) to {Path(args.to) / 'shards'}")
+        print(f"wrote {result.clips_written} clips in {shards} shard(s) to {args.to.rstrip('/')}/shards")
         if result.clips_written < result.ok_selected:
             print(f"{result.ok_selected - result.clips_written} selected clips were not found in their input "
                   "shards (changed since annotation?)", file=sys.stderr)  # fmt: skip

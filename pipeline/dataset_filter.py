@@ -1,19 +1,19 @@
 """``motionpipe filter``: select a run's rows by an expression and, optionally, their clips as new shards.
 
-Layout of the destination::
+Layout of the destination (a local folder or a URL, like a run's OUT)::
 
     TO/metadata.parquet   the selected rows, same schema as OUT/metadata (the expression in its metadata)
     TO/selection.json     expression, source run, row counts, shards written
     TO/shards/SHARD.tar   with --shards: the selected ok clips of each input shard, every member of their
                           samples, streamed from the input (nothing extracted), same shard names as the input
 
-Stages score and never filter; this is where thresholds apply. Every file is written atomically.
+Stages score and never filter; this is where thresholds apply. Every file appears whole or not at all
+(pipeline/run_storage.py).
 """
 
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 import time
 from collections.abc import Callable
@@ -24,10 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.filter_expression import ExpressionError, columns_used, parse_selection
-from pipeline.run_outputs import RunLayout, write_atomically, write_json_atomically
+from pipeline.run_outputs import RunLayout, json_text
+from pipeline.run_storage import RunStorage
 from pipeline.shard_reader import iter_samples, shard_name
 
 SELECTION_FILE = "selection.json"
+SHARDS_FOLDER = "shards"
 
 
 class FilterTargetError(RuntimeError):
@@ -61,20 +63,20 @@ def select_rows(out_dir: str | Path, where: str) -> pa.Table:
 def filter_run(
     out_dir: str | Path,
     where: str,
-    to_dir: str | Path,
+    to: str | Path,
     write_shards: bool = False,
     overwrite: bool = False,
     on_shard: Callable[[str], None] | None = None,
 ) -> FilterResult:
-    """Select rows (and their clips) into ``to_dir``; ``on_shard`` hears of each shard written."""
-    to_dir = Path(to_dir)
-    prepare_target(to_dir, overwrite)
+    """Select rows (and their clips) into ``to``, a folder or URL; ``on_shard`` hears of each shard written."""
+    target = RunStorage.at(to)
+    prepare_target(target, overwrite)
     selected = select_rows(out_dir, where)
     ok_keys = ok_keys_by_shard(selected)
     shards_written, clips_written = [], 0
     if write_shards:
         for shard, keys in ok_keys.items():
-            clips_written += copy_samples(shard, keys, to_dir / "shards" / f"{shard_name(shard)}.tar")
+            clips_written += copy_samples(shard, keys, target, f"{SHARDS_FOLDER}/{shard_name(shard)}.tar")
             shards_written.append(shard_name(shard))
             if on_shard is not None:
                 on_shard(shard)
@@ -84,20 +86,21 @@ def filter_run(
     result = FilterResult(where, layout.location, rows_in, selected.num_rows, ok_selected,
                           shards_written, clips_written)  # fmt: skip
     schema = selected.schema.with_metadata({**(selected.schema.metadata or {}), b"motionpipe.selection": where})
-    write_atomically(to_dir / "metadata.parquet", lambda path: pq.write_table(selected.cast(schema), path))
-    write_json_atomically(to_dir / SELECTION_FILE, asdict(result) | {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    target.write("metadata.parquet", lambda path: pq.write_table(selected.cast(schema), path))
+    record = asdict(result) | {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    target.write_bytes(SELECTION_FILE, json_text(record).encode())
     return result
 
 
-def prepare_target(to_dir: Path, overwrite: bool) -> None:
+def prepare_target(target: RunStorage, overwrite: bool) -> None:
     """Refuse to mix selections: an earlier selection is replaced only with ``overwrite``, other files never."""
-    if not to_dir.exists() or not any(to_dir.iterdir()):
+    if target.is_empty():
         return
-    if not (to_dir / SELECTION_FILE).exists():
-        raise FilterTargetError(f"{to_dir} is not empty and holds no earlier selection; choose an empty folder")
+    if not target.exists(SELECTION_FILE):
+        raise FilterTargetError(f"{target.url('')} is not empty and holds no earlier selection; choose an empty folder")
     if not overwrite:
-        raise FilterTargetError(f"{to_dir} holds an earlier selection; pass --overwrite to replace it")
-    shutil.rmtree(to_dir / "shards", ignore_errors=True)
+        raise FilterTargetError(f"{target.url('')} holds an earlier selection; pass --overwrite to replace it")
+    target.delete_folder(SHARDS_FOLDER)
 
 
 def ok_keys_by_shard(table: pa.Table) -> dict[str, set[str]]:
@@ -111,11 +114,11 @@ def ok_keys_by_shard(table: pa.Table) -> dict[str, set[str]]:
     return found
 
 
-def copy_samples(shard: str, keys: set[str], target: Path) -> int:
-    """Stream ``shard`` and write the samples with these keys (first occurrence of each) to ``target``."""
+def copy_samples(shard: str, keys: set[str], target: RunStorage, relative: str) -> int:
+    """Stream ``shard`` and write the samples with these keys (first occurrence of each) to ``relative``."""
     copied: set[str] = set()
 
-    def write(path: Path) -> None:
+    def write(path: str) -> None:
         with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
             for sample in iter_samples(shard):
                 if sample.key not in keys or sample.key in copied:
@@ -126,5 +129,5 @@ def copy_samples(shard: str, keys: set[str], target: Path) -> int:
                     member.size = len(payload)
                     archive.addfile(member, io.BytesIO(payload))
 
-    write_atomically(target, write)
+    target.write(relative, write)
     return len(copied)

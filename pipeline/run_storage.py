@@ -52,6 +52,12 @@ class RunStorage:
     def exists(self, relative: str) -> bool:
         return self.filesystem.get_file_info(self.full(relative)).type != fs.FileType.NotFound
 
+    def is_empty(self) -> bool:
+        """Whether no file or folder is under the root (a root that does not exist is empty)."""
+        if self.filesystem.get_file_info(self.root).type == fs.FileType.File:
+            raise NotADirectoryError(f"{self.url('')} is a file, not a folder")
+        return not self.filesystem.get_file_info(fs.FileSelector(self.root, allow_not_found=True))
+
     def read_bytes(self, relative: str) -> bytes:
         with self.filesystem.open_input_stream(self.full(relative)) as stream:
             return stream.read()
@@ -65,6 +71,11 @@ class RunStorage:
     def delete(self, relative: str) -> None:
         if self.exists(relative):
             self.filesystem.delete_file(self.full(relative))
+
+    def delete_folder(self, relative: str) -> None:
+        """``relative`` and everything under it, if it is there."""
+        if self.exists(relative):
+            self.filesystem.delete_dir(self.full(relative))
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         self.write(relative, lambda path: Path(path).write_bytes(data))

@@ -95,3 +95,23 @@ def test_an_earlier_selection_is_replaced_only_with_overwrite(annotated_run, tmp
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FilterTargetError, match="not empty"):
         filter_run(out, "flow_mean > 0", tmp_path / "other", overwrite=True)
+
+
+def test_a_url_destination_gets_the_same_files_as_a_folder(annotated_run, tmp_path):
+    out, where = annotated_run / "out", "flow_mean > 2"
+    filter_run(out, where, tmp_path / "folder", write_shards=True)
+    result = filter_run(out, where, (tmp_path / "url").as_uri(), write_shards=True)  # file://, as s3:// and gs://
+    assert result.clips_written > 0
+    for relative in ["metadata.parquet", *(f"shards/{name}.tar" for name in result.shards_written)]:
+        assert (tmp_path / "url" / relative).read_bytes() == (tmp_path / "folder" / relative).read_bytes(), relative
+    names = {folder: sorted(p.name for p in (tmp_path / folder).rglob("*")) for folder in ("url", "folder")}
+    assert names["url"] == names["folder"]
+    with pytest.raises(FilterTargetError, match="--overwrite"):
+        filter_run(out, where, (tmp_path / "url").as_uri())
+
+
+def test_a_file_as_destination_is_refused(annotated_run, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    done = motionpipe("filter", str(annotated_run / "out"), "--where", "flow_mean > 2", "--to", str(tmp_path / "file"))
+    assert done.returncode == 2 and "is a file, not a folder" in done.stderr, done.stderr
+    assert (tmp_path / "file").read_text() == "not a folder"
