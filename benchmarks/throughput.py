@@ -219,11 +219,15 @@ def data_juicer(python: str, videos: list[str], processes: int) -> tuple[int, fl
         for i in range(processes)
     ]  # fmt: skip
     seconds = []
-    for run in runs:
-        stdout, stderr = run.communicate()
-        if run.returncode != 0:
-            raise RuntimeError(stderr[-2000:])
-        seconds.append(float(stdout.strip().splitlines()[-1]))
+    try:
+        for run in runs:
+            stdout, stderr = run.communicate()
+            if run.returncode != 0:
+                raise RuntimeError(stderr[-2000:])
+            seconds.append(float(stdout.strip().splitlines()[-1]))
+    finally:
+        for run in runs:
+            run.kill()  # the others, when one failed
     return len(videos), max(seconds)
 
 

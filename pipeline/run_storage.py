@@ -20,6 +20,7 @@ from pyarrow import fs
 from pipeline.shard_sources import is_url
 
 RENAMING_FILESYSTEMS = ("local", "hdfs")
+SCRATCH_FOLDER = "motionpipe-scratch"  # in the machine's temp dir, one per user
 
 
 class RunStorage:
@@ -96,9 +97,7 @@ class RunStorage:
             folder, _, name = self.full(relative).rpartition("/")
             os.makedirs(folder, exist_ok=True)
             return f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        handle, path = tempfile.mkstemp(prefix="motionpipe-")
-        os.close(handle)
-        return path
+        return scratch_file()
 
     def commit(self, staging: str, relative: str) -> None:
         """Make the finished staging file visible at ``relative``, whole."""
@@ -133,3 +132,26 @@ class RunStorage:
             for info in self.filesystem.get_file_info(selector):
                 if info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
                     self.filesystem.delete_file(info.path)
+
+
+def scratch_file() -> str:
+    """A local file to stage an upload in, named by this process's id. A worker killed mid-shard never deletes
+    its own, so the files of processes that are gone are deleted first: however often workers die, a node's
+    disk does not fill up with half-written shards."""
+    folder = Path(tempfile.gettempdir()) / f"{SCRATCH_FOLDER}-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    for stale in folder.iterdir():
+        owner = stale.name.split("-", 1)[0]
+        if owner.isdigit() and not process_exists(int(owner)):
+            stale.unlink(missing_ok=True)
+    return str(folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True

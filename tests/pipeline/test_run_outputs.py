@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -93,3 +98,36 @@ def test_stale_temporaries_are_removed(tmp_path):
     layout.remove_stale_temporaries()
     assert files_under(tmp_path) == {"out/metadata/s.parquet", "out/manifest/s.json"}
     assert pq.read_table(tmp_path / "out" / "metadata" / "s.parquet").num_rows == 1
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np
+from pyarrow import fs
+from pipeline.run_outputs import ConditionsTar
+from pipeline.run_storage import RunStorage
+storage = RunStorage(fs.SubTreeFileSystem(sys.argv[1], fs.LocalFileSystem()), "out")
+conditions = ConditionsTar(storage, "conditions/s.tar")
+conditions.add("k", {"mask": np.ones((64, 64), bool)})
+print(conditions.staging, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_scratch_files_of_killed_writers_go_with_the_next_write(tmp_path, monkeypatch):
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch_root)}
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    left_behind = Path(writer.stdout.readline().strip())
+    os.kill(writer.pid, signal.SIGKILL)  # mid-shard: never publishes nor discards
+    writer.wait()
+    writer.stdout.close()
+    assert left_behind.is_file() and left_behind.is_relative_to(scratch_root)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    conditions = ConditionsTar(object_store(tmp_path), "conditions/t.tar")
+    assert not left_behind.exists()
+    assert Path(conditions.staging).is_file()  # this process's own stays while it writes
+    conditions.publish()
+    assert not Path(conditions.staging).exists() and (tmp_path / "out" / "conditions" / "t.tar").is_file()
