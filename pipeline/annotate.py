@@ -98,7 +98,8 @@ def annotate(
     layout.write_json(layout.RUN_JSON, run_record(config, shard_paths, engine))
     identity = RunIdentity(__version__, config.config_hash(), run_id=uuid.uuid4().hex)
     layout.remove_stale_temporaries()
-    todo = [p for p in shard_paths if not layout.is_done(shard_name(p), identity.config_hash)]
+    done = layout.done_shards([shard_name(path) for path in shard_paths], identity.config_hash)
+    todo = [path for path in shard_paths if shard_name(path) not in done]
     if not todo:
         summaries: list[ShardSummary] = []
     elif local:

@@ -55,22 +55,38 @@ def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path):
 
 
 def test_shard_is_done_only_with_table_manifest_and_same_config(layout, tmp_path):
-    assert not layout.is_done("s", "h")
+    assert layout.done_shards(["s"], "h") == set()
     layout.write_shard("s", rows_to_table([ROW]), {"config_hash": "h"})
-    assert layout.is_done("s", "h")
-    assert not layout.is_done("s", "other")
+    assert layout.done_shards(["s", "never-started"], "h") == {"s"}
+    assert layout.done_shards(["s"], "other") == set()
+    assert layout.done_shards(["t"], "h") == set()  # only the shards asked about
     assert layout.metadata().to_table().column("key").to_pylist() == ["k"]
     assert files_under(tmp_path) == {"out/metadata/s.parquet", "out/manifest/s.json"}
     layout.storage.delete(layout.metadata_file("s"))
-    assert not layout.is_done("s", "h")
+    assert layout.done_shards(["s"], "h") == set()
 
 
 def test_failed_shard_is_recorded_and_not_done(layout):
     layout.write_shard("s", rows_to_table([ROW]), {"config_hash": "h"})
     layout.record_failed_shard("s", {"config_hash": "h", "message": "cannot read"})
-    assert not layout.is_done("s", "h")
+    assert layout.done_shards(["s"], "h") == set()
     assert not layout.storage.exists(layout.metadata_file("s"))
     assert layout.manifest()["s"]["message"] == "cannot read"
+
+
+def test_done_shards_are_told_apart_among_many(layout):
+    for index in range(100):
+        shard = f"s{index:03d}"
+        if index % 4 == 3:
+            continue  # never started
+        layout.write_shard(
+            shard, rows_to_table([{**ROW, "shard": shard}]), {"config_hash": "h" if index % 4 else "old"}
+        )
+        if index % 4 == 2:
+            layout.record_failed_shard(shard, {"config_hash": "h", "message": "cannot read"})
+    expected = {f"s{index:03d}" for index in range(100) if index % 4 == 1}
+    assert layout.done_shards([f"s{index:03d}" for index in range(100)], "h") == expected
+    assert len(layout.manifest()) == 75 and len(layout.manifest(["s000", "s003", "zzz"])) == 1
 
 
 def test_readers_never_see_a_file_being_written(layout, tmp_path):
