@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -96,7 +95,7 @@ def annotate(
         check_config_matches(layout, config)
     engine = {"local": local, "address": address}
     layout.write_json(layout.RUN_JSON, run_record(config, shard_paths, engine))
-    identity = RunIdentity(__version__, config.config_hash(), run_id=uuid.uuid4().hex)
+    identity = RunIdentity(__version__, config.config_hash())
     layout.remove_stale_temporaries()
     done = layout.done_shards([shard_name(path) for path in shard_paths], identity.config_hash)
     todo = [path for path in shard_paths if shard_name(path) not in done]

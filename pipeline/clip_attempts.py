@@ -1,34 +1,63 @@
 """Which clips killed their worker: the bookkeeping that turns a crash-looping clip into an error row.
 
-Before a batch of clips runs, its keys are written to ``OUT/attempts/SHARD.json`` as in flight; after
-it, they are cleared. A worker that dies mid-batch (a decoder segfault, the out-of-memory killer, the
-hang watchdog, a lost node) leaves them there, and the shard's next attempt in the same run counts one
-crash for each. Clips with a crash run alone, so an innocent batch-mate is not blamed twice; a clip
-with ``max_attempts`` crashes becomes an error row without being run again. A new run (another
-``run_id``: the driver itself died) clears the in-flight keys without counting them.
+Before a batch of clips runs, its keys are recorded as in flight in the run's ``AttemptsBook``; after it,
+they are cleared. A worker that dies mid-batch (a decoder segfault, the out-of-memory killer, the hang
+watchdog, a lost node) leaves them there, and the shard's next attempt counts one crash for each. Clips
+with a crash run alone, so an innocent batch-mate is not blamed twice; a clip with ``max_attempts``
+crashes becomes an error row without being run again.
+
+The book lives with the driver (in its process, or on Ray in an actor on its node), not in OUT: two
+records a batch would be two uploads a batch on an object store (tens of ms each, against a few hundred
+ms of work), and only this run needs them. A driver that dies takes the book along, as it should: the
+rerun is a new run, and a clip's crashes are counted within one run.
 """
 
 from __future__ import annotations
 
-from pipeline.run_outputs import RunLayout
+from typing import Any, Protocol
 
 CRASHED = "worker:crashed"
 TIMED_OUT = "worker:timeout"
 
 
-class ClipAttempts:
-    """Crash counts of one shard's clips within one run, persisted as each batch starts and ends."""
+class AttemptsRecords(Protocol):
+    """Where a run keeps its shards' attempt records (an ``AttemptsBook``, or a handle to one elsewhere)."""
 
-    def __init__(self, layout: RunLayout, shard: str, run_id: str, max_attempts: int) -> None:
-        self.layout = layout
-        self.file = layout.attempts_file(shard)
-        self.run_id = run_id
+    def read(self, shard: str) -> dict[str, Any] | None: ...
+
+    def write(self, shard: str, record: dict[str, Any]) -> None: ...
+
+    def remove(self, shard: str) -> None: ...
+
+
+class AttemptsBook:
+    """The attempt records of one run's shards, in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def read(self, shard: str) -> dict[str, Any] | None:
+        return self.records.get(shard)
+
+    def write(self, shard: str, record: dict[str, Any]) -> None:
+        self.records[shard] = record
+
+    def remove(self, shard: str) -> None:
+        self.records.pop(shard, None)
+
+
+class ClipAttempts:
+    """Crash counts of one shard's clips within one run, recorded as each batch starts and ends."""
+
+    def __init__(self, book: AttemptsRecords, shard: str, max_attempts: int) -> None:
+        self.book = book
+        self.shard = shard
         self.max_attempts = max_attempts
         self.crashes: dict[str, int] = {}
         self.hung: set[str] = set()
         self.in_flight: list[str] = []
-        record = layout.read_json(self.file)
-        if record is not None and record.get("run_id") == run_id:
+        record = book.read(shard)
+        if record is not None:
             self.crashes = record["crashes"]
             self.hung = set(record["hung"])
             for key in record["in_flight"]:
@@ -62,13 +91,7 @@ class ClipAttempts:
         self._write()
 
     def remove(self) -> None:
-        self.layout.storage.delete(self.file)
+        self.book.remove(self.shard)
 
     def _write(self) -> None:
-        record = {
-            "run_id": self.run_id,
-            "crashes": self.crashes,
-            "hung": sorted(self.hung),
-            "in_flight": self.in_flight,
-        }
-        self.layout.write_json(self.file, record)
+        self.book.write(self.shard, {"crashes": self.crashes, "hung": sorted(self.hung), "in_flight": self.in_flight})

@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from pipeline.clip_attempts import AttemptsBook
 from pipeline.config import RunConfig
 from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
 from pipeline.run_outputs import SHARD_FAILED, RunLayout
@@ -67,6 +68,7 @@ class ShardWorker:
         out_dir: str,
         identity: RunIdentity,
         counter: Any,
+        attempts_book: Any,
         device: str,
         cpus: float,
         servers: dict[str, Any] | None = None,
@@ -76,7 +78,8 @@ class ShardWorker:
         # OpenCV sizes its thread pool to the machine, not to the worker's share: workers side by side would
         # oversubscribe the cores (measured: 13% slower with one worker per core). Ray sets OMP_NUM_THREADS.
         cv2.setNumThreads(max(1, int(cpus)))
-        self.annotator = ShardAnnotator(config, out_dir, identity, disposable_process=True)
+        book = RemoteAttemptsBook(attempts_book)
+        self.annotator = ShardAnnotator(config, out_dir, identity, disposable_process=True, attempts_book=book)
         serve_stages(self.annotator.stages, servers or {})
         self.annotator.setup(device)
         self.counter = counter
@@ -100,6 +103,16 @@ def remote_call(method: Any, what: str) -> Any:
             raise WorkerFault(f"{what} server unavailable: {type(error).__name__}: {error}") from error
 
     return call
+
+
+class RemoteAttemptsBook:
+    """The run's AttemptsBook actor, called as if it were here; every call returns once the book has it (a
+    batch must be recorded in flight before it runs)."""
+
+    def __init__(self, book: Any) -> None:
+        self.read = remote_call(book.read, "attempts book")
+        self.write = remote_call(book.write, "attempts book")
+        self.remove = remote_call(book.remove, "attempts book")
 
 
 def serve_stages(stages: list[Stage], servers: dict[str, Any]) -> None:
@@ -228,6 +241,7 @@ def annotate_on_ray(
         # on the driver's node: the progress counter must not die with a worker node
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         counter = ray.remote(ClipCounter).options(num_cpus=0, scheduling_strategy=here).remote()
+        attempts_book = ray.remote(AttemptsBook).options(num_cpus=0, scheduling_strategy=here).remote()
         worker_class = ray.remote(ShardWorker).options(num_cpus=resources.cpus, num_gpus=resources.gpus)
         device = "cuda" if resources.gpus > 0 else "cpu"
         layout = RunLayout.at(out_dir)
@@ -237,7 +251,9 @@ def annotate_on_ray(
 
         def new_worker() -> Any:
             servers = server_groups[next(started) % groups] if groups else None
-            return worker_class.remote(config, str(out_dir), identity, counter, device, resources.cpus, servers)
+            return worker_class.remote(
+                config, str(out_dir), identity, counter, attempts_book, device, resources.cpus, servers
+            )
 
         idle = [new_worker() for _ in range(count)]
         ray.get([worker.ready.remote() for worker in idle])

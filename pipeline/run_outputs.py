@@ -6,7 +6,6 @@ Layout (``OUT`` is a local folder or a URL, see run_storage.py)::
     OUT/metadata/SHARD.parquet   one row per input clip of SHARD
     OUT/conditions/SHARD.tar     KEY.npz per ok clip, when conditions are on (schemas/conditions.py)
     OUT/manifest/SHARD.json      written last: its presence with status 'done' marks SHARD complete
-    OUT/attempts/SHARD.json      while SHARD is in progress: clips in flight and crash counts
 
 Every file appears whole (renamed into place, or uploaded whole to an object store).
 """
@@ -79,7 +78,7 @@ class RunLayout:
     """The files of a run, by role, in its storage (names relative to OUT)."""
 
     RUN_JSON = "run.json"
-    FOLDERS = ("metadata", "conditions", "manifest", "attempts")
+    FOLDERS = ("metadata", "conditions", "manifest")
 
     def __init__(self, storage: RunStorage) -> None:
         self.storage = storage
@@ -103,10 +102,6 @@ class RunLayout:
     @staticmethod
     def manifest_file(shard: str) -> str:
         return f"manifest/{shard}.json"
-
-    @staticmethod
-    def attempts_file(shard: str) -> str:
-        return f"attempts/{shard}.json"
 
     def run_record(self) -> dict[str, Any]:
         """OUT/run.json; FileNotFoundError when OUT is not a run."""

@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.clip_attempts import ClipAttempts
+from pipeline.clip_attempts import AttemptsBook, AttemptsRecords, ClipAttempts
 from pipeline.config import RunConfig
 from pipeline.fault_injection import inject_faults
 from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout
@@ -41,7 +41,6 @@ class RunIdentity:
 
     pipeline_version: str
     config_hash: str
-    run_id: str = ""  # one per annotate invocation: crash counts do not carry over a driver restart
 
 
 @dataclass(frozen=True)
@@ -145,14 +144,22 @@ class ShardAnnotator:
     """Holds the stages of one worker (built and set up once) and annotates shard after shard."""
 
     def __init__(
-        self, config: RunConfig, out_dir: str | Path, identity: RunIdentity, disposable_process: bool = False
+        self,
+        config: RunConfig,
+        out_dir: str | Path,
+        identity: RunIdentity,
+        disposable_process: bool = False,
+        attempts_book: AttemptsRecords | None = None,
     ) -> None:
-        """``disposable_process``: this process may be ended by the hang watchdog (a Ray worker, never a driver)."""
+        """``disposable_process``: this process may be ended by the hang watchdog (a Ray worker, never a driver).
+        ``attempts_book``: the run's attempt records, kept where this process's death cannot reach them (the
+        driver's); none: this process's own (it is the driver)."""
         self.config = config
         self.layout = RunLayout.at(out_dir)
         self.identity = identity
         self.stages = build_annotation_stages(config)
         self.disposable_process = disposable_process
+        self.attempts_book = attempts_book if attempts_book is not None else AttemptsBook()
 
     def setup(self, device: str = "cpu") -> None:
         for stage in self.stages:
@@ -166,7 +173,7 @@ class ShardAnnotator:
         storage = self.layout.storage
         conditions = ConditionsTar(storage, self.layout.conditions_file(name)) if self.config.conditions.names else None
         execution = self.config.execution
-        attempts = ClipAttempts(self.layout, name, self.identity.run_id, execution.max_clip_attempts)
+        attempts = ClipAttempts(self.attempts_book, name, execution.max_clip_attempts)
         watchdog = BatchWatchdog(execution.clip_timeout_s, attempts.note_hang) if self.disposable_process else None
         seen: set[str] = set()
         try:
