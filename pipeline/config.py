@@ -30,7 +30,8 @@ from stages.tracking import TrackingConfig
 class ExecutionConfig:
     """How the work is spread; does not affect outputs.
 
-    workers: parallel shard workers; 0 sizes them to the cluster's CPUs.
+    workers: parallel shard workers (at most one per shard); 0: as many as the cluster holds, more as nodes
+        join. Workers that do not fit yet wait for room (an autoscaler adds nodes for them); the others run.
     batch_size: clips per stage batch (bounds memory per worker).
     clip_timeout_s: a Ray worker still on a batch after this many seconds per clip is stopped (a hung decoder).
     max_clip_attempts: a clip whose worker died this many times becomes an error row.

@@ -183,12 +183,18 @@ def start_model_servers(config: RunConfig, models: list[str], count: int, worker
     return groups
 
 
-def room_for_another(resources: Resources) -> bool:
+def workers_that_fit(resources_of: dict[str, float], resources: Resources) -> int:
+    """How many shard workers ``resources_of`` (a cluster's total or free resources) holds side by side."""
+    needs = {"CPU": resources.cpus, "GPU": resources.gpus}
+    fits = [resources_of.get(name, 0.0) / need for name, need in needs.items() if need]
+    return int(min(fits)) if fits else 1
+
+
+def room_for(resources: Resources) -> bool:
     """Whether the cluster has free resources for one more shard worker now."""
     import ray
 
-    free = ray.available_resources()
-    return free.get("CPU", 0.0) >= resources.cpus and free.get("GPU", 0.0) >= resources.gpus
+    return workers_that_fit(ray.available_resources(), resources) >= 1
 
 
 def connect(address: str | None) -> bool:
@@ -235,10 +241,9 @@ def annotate_on_ray(
                 f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
                 "set --set flow.device=cpu, or run on a cluster with GPUs"
             )
-        cluster_cpus = cluster.get("CPU", 1.0)
-        count = config.execution.workers or max(1, int(cluster_cpus // max(resources.cpus, 1e-3)))
-        count = min(count, len(shard_paths))
-        # on the driver's node: the progress counter must not die with a worker node
+        # auto: one worker per shard at most, as many as the cluster holds, growing as nodes join
+        target = min(config.execution.workers or len(shard_paths), len(shard_paths))
+        # on the driver's node: the progress counter and the attempts book must not die with a worker node
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         counter = ray.remote(ClipCounter).options(num_cpus=0, scheduling_strategy=here).remote()
         attempts_book = ray.remote(AttemptsBook).options(num_cpus=0, scheduling_strategy=here).remote()
@@ -246,38 +251,58 @@ def annotate_on_ray(
         device = "cuda" if resources.gpus > 0 else "cpu"
         layout = RunLayout.at(out_dir)
 
-        server_groups = start_model_servers(config, models, groups, count)
+        initial = min(target, workers_that_fit(cluster, resources))
+        server_groups = start_model_servers(config, models, groups, initial)
         started = itertools.count()
+        starting: dict[Any, Any] = {}  # ready() of a worker being placed or set up -> the worker
+        idle: list[Any] = []
+        pending: dict[Any, tuple[Any, str]] = {}  # annotate() of a busy worker -> (worker, shard)
 
-        def new_worker() -> Any:
+        def start_worker() -> None:
             servers = server_groups[next(started) % groups] if groups else None
-            return worker_class.remote(
+            worker = worker_class.remote(
                 config, str(out_dir), identity, counter, attempts_book, device, resources.cpus, servers
             )
+            starting[worker.ready.remote()] = worker
 
-        idle = [new_worker() for _ in range(count)]
-        ray.get([worker.ready.remote() for worker in idle])
-        progress.start()
+        for _ in range(initial):
+            start_worker()
         queue = deque(shard_paths)
         attempts = {path: 0 for path in shard_paths}
-        pending: dict[Any, tuple[Any, str]] = {}
         summaries = []
+        any_ready = False
         while queue or pending:
+            if queue and len(starting) + len(idle) + len(pending) < target and (not starting or room_for(resources)):
+                # into free room; else one worker waits for room, which an autoscaler adds a node for
+                start_worker()
             while idle and queue:
                 worker, path = idle.pop(), queue.popleft()
                 attempts[path] += 1
                 pending[worker.annotate.remote(path)] = (worker, path)
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_INTERVAL_S)
+            done, _ = ray.wait([*pending, *starting], num_returns=1, timeout=POLL_INTERVAL_S)
             progress.clips(*ray.get(counter.take.remote()))
             for ref in done:
+                if ref in starting:
+                    worker = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayError:
+                        if not any_ready:
+                            raise  # the stages cannot set up (the error says why): every worker would fail
+                        continue  # its node went away before it was ready
+                    if not any_ready:
+                        progress.start()
+                        any_ready = True
+                    idle.append(worker)
+                    continue
                 worker, path = pending.pop(ref)
                 try:
                     summary = ray.get(ref)
                     idle.append(worker)
                 except ray.exceptions.RayError as error:
                     ray.kill(worker)
-                    if room_for_another(resources) or not (idle or pending):
-                        idle.append(new_worker())  # else its node is gone: the survivors take its shards
+                    if not (idle or pending or starting):
+                        start_worker()  # else the others take its shards, and new ones start where there is room
                     if attempts[path] < config.execution.max_shard_attempts:
                         queue.append(path)
                         continue

@@ -220,3 +220,11 @@ def test_out_as_a_filesystem_url_is_written_resumed_and_read_back(corpus, tmp_pa
     assert "--to" in motionpipe("report", url).stderr
     reported = motionpipe("report", url, "--to", str(tmp_path / "report"), "--gallery", "1")
     assert reported.returncode == 0 and (tmp_path / "report" / "gallery" / "000.gif").is_file()
+
+
+def test_more_workers_than_the_cluster_holds_run_on_those_that_fit(corpus, tmp_path):
+    shards = sorted(str(p) for p in (corpus / "shards").glob("*.tar") if not p.name.startswith("unreadable"))
+    done = motionpipe("annotate", *shards, str(tmp_path / "out"), "--workers", "3", "--conditions", "none")
+    assert done.returncode == 0, done.stderr  # 3 workers asked of 2 CPUs: the third waits for room, never blocks
+    assert "3 shard(s): 3 annotated, 0 failed" in done.stdout
+    assert len(rows_by_key(tmp_path / "out")) == 12

@@ -169,3 +169,56 @@ def test_a_killed_flow_server_is_restarted_and_no_clip_is_lost(tmp_path):
     assert victims and driver.returncode == 0, stderr[-3000:]
     rows = assert_complete(out, shards=4, clips=4)
     assert {row["status"] for row in rows.values()} == {"ok"}  # one death of the server blames no clip
+
+
+def shard_worker_processes(node: int | None = None) -> list:
+    """Running shard workers (Ray titles their processes by actor class), under one node's process if given."""
+    import psutil
+
+    processes = psutil.Process(node).children(recursive=True) if node else list(psutil.process_iter())
+    found = []
+    for process in processes:
+        try:
+            if any("ShardWorker" in part for part in process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_node_joining_mid_run_gets_a_waiting_worker(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=4, clips=3)
+    out = tmp_path / "out"
+    port = free_port()
+    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp, FAULTS_ENV: "hang:s0c1"}
+    ray = str(Path(MOTIONPIPE).parent / "ray")
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    head = subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert head.returncode == 0, head.stderr[-2000:]
+    second = None
+    try:
+        # workers sized to the cluster, a 1-CPU head for now: one runs (and hangs on s0c1 for 20 s before its
+        # watchdog stops it), one more waits for room
+        driver = subprocess.Popen(
+            [MOTIONPIPE, "annotate", *shards, str(out), "--address", f"127.0.0.1:{port}",
+             "--set", "execution.clip_timeout_s=20", "--set", "execution.batch_size=1", *STATISTICS_ONLY],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: bool(shard_worker_processes()) or driver.poll() is not None, timeout=60)
+        second = subprocess.Popen(
+            [ray, "start", f"--address=127.0.0.1:{port}", "--block", *common],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: bool(shard_worker_processes(second.pid)) or driver.poll() is not None, timeout=90)
+        assert shard_worker_processes(second.pid), "no worker started on the node that joined"
+        stdout, stderr = driver.communicate(timeout=300)
+        assert driver.returncode == 0, stderr[-3000:]
+        rows = assert_complete(out, shards=4, clips=3)
+        assert rows["s0c1"]["error"] == "worker:timeout"
+    finally:
+        if second is not None and second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
