@@ -1,7 +1,7 @@
 """End-to-end GPU throughput: RAFT through the shared flow servers, clips/s/GPU and GPU busy time (issue 6).
 
     python benchmarks/gpu_throughput.py --raft-weights raft_large_C_T_SKHT_V2-ff5fadd5.pth \
-        [--clips 400] [--server-pairs 16,32,64] [--precision bf16]
+        [--clips 400] [--server-pairs 16,32,64] [--precision bf16] [--repeats 1]
 
 Generates clips (`sample-data`, 640x360, 24 fps, 2.5 s), then for each `execution.flow_server_pairs`
 value runs `motionpipe annotate --flow-backend raft_large --set flow.device=cuda` through Ray: one flow
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--server-pairs", default="16,32,64", help="execution.flow_server_pairs values to sweep")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--repeats", type=int, default=1, help="runs per setting, the fastest kept")
     args = parser.parse_args()
     on_gpu = args.device == "cuda"
     gpus = gpu_count() if on_gpu else 1
@@ -97,15 +98,16 @@ def main() -> None:
                 root / "shards", root / f"out-{pairs}", "--flow-backend", "raft_large", *weights, *random_weights,
                 "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
                 "--set", f"execution.flow_server_pairs={pairs}", "--set", "execution.model_servers="
-                + ("-1" if on_gpu else "1"),
+                + ("-1" if on_gpu else "1"), repeats=args.repeats,
             )  # fmt: skip
             if on_gpu:
                 with GpuUtilisation(gpus) as utilisation:
-                    done = run()
+                    done, _ = run()
                 busy = utilisation.mean_over_last(run.annotating_s)
             else:
-                done, busy = run(), float("nan")
-            print(f"{pairs:>12} {run.annotating_s:>13.1f} {done / run.annotating_s / gpus:>12.2f} {busy:>11.1f}")
+                (done, _), busy = run(), float("nan")
+            rate = done / run.annotating_s / gpus
+            print(f"{pairs:>12} {run.annotating_s:>13.1f} {rate:>12.2f} {busy:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,7 +45,8 @@ class Request:
 class BatchingServer:
     """Batches concurrent calls of ``run``: waits up to ``wait_s`` for more callers once one arrives, then runs up
     to ``max_items`` items (at least one whole request) in one call. Only inputs of one shape share a call
-    (clips of other sizes wait for the next one)."""
+    (clips of other sizes wait for the next one). One thread runs the model: torchvision's RAFT keeps a call's
+    correlation pyramid on the module, so two concurrent forward passes corrupt each other (seen on an H100)."""
 
     def __init__(self, run: Callable[..., np.ndarray], max_items: int, wait_s: float) -> None:
         self.run = run
@@ -103,18 +104,18 @@ class BatchingServer:
 
 
 class FlowServer(BatchingServer):
-    """The flow backend of ``config`` (RAFT on a GPU, typically), batching frame pairs."""
+    """The flow backend of ``config`` (RAFT on a GPU, typically), batching frame pairs: the pairs of a batch go
+    through the model in one forward pass (``max_pairs`` replaces the per-worker ``flow.batch_size``)."""
 
     def __init__(self, config: FlowConfig, max_pairs: int = 64, wait_s: float = 0.01) -> None:
-        backend = config.build_backend()
-        self.name = backend.name
-        super().__init__(backend.flow, max_pairs, wait_s)
+        self.backend = replace(config, batch_size=max_pairs).build_backend()
+        super().__init__(self.backend.flow, max_pairs, wait_s)
 
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         return self.call(first, second)
 
     def backend_name(self) -> str:
-        return self.name
+        return self.backend.name
 
 
 class ScoreServer(BatchingServer):

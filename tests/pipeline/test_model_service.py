@@ -53,6 +53,17 @@ def test_concurrent_callers_share_forward_passes_and_get_their_own_flow():
     assert server.forward_passes == 2  # 12 pairs at most 8 a pass: two passes of two callers each
 
 
+def test_a_flow_server_runs_its_whole_batch_in_one_forward_pass():
+    # flow_server_pairs, not the per-worker flow.batch_size, sizes a server's RAFT pass (GPU busy time)
+    config = FlowConfig(backend="raft_small", allow_random_weights=True, batch_size=2, raft_iterations=1)
+    server = FlowServer(config, max_pairs=8, wait_s=0.0)
+    passes: list[int] = []
+    server.backend.model.register_forward_hook(lambda module, args, output: passes.append(len(args[0])))
+    first, second = frame_pairs(0, 6, (64, 80))
+    assert server.flow(first, second).shape == (6, 64, 80, 2)
+    assert passes == [6]
+
+
 def test_frames_of_different_sizes_never_share_a_pass():
     server = FlowServer(FlowConfig(), max_pairs=64, wait_s=0.5)
     requests = {0: frame_pairs(0, 2), 1: frame_pairs(1, 2, (64, 48)), 2: frame_pairs(2, 2)}

@@ -20,6 +20,22 @@ def test_shards_hold_every_clip_and_truth_stays_outside(tmp_path):
     assert truth["clip-000001"]["camera_motion"] == math.hypot(*truth["clip-000001"]["pan"])
 
 
+def test_a_seed_gives_the_same_clips_whether_shards_are_written_in_parallel_or_not(tmp_path):
+    spec = SampleSpec(96, 64, 12.0, 0.5)
+    serial = write_sample_data(tmp_path / "one", shards=1, clips_per_shard=2, seed=7, spec=spec)
+    parallel = write_sample_data(tmp_path / "two", shards=2, clips_per_shard=1, seed=7, spec=spec)
+    assert [info["pan"] for info in serial.values()] == [info["pan"] for info in parallel.values()]
+    clips = {
+        name: [
+            s.payloads["mp4"]
+            for path in sorted((tmp_path / name / "shards").glob("*.tar"))
+            for s in iter_samples(str(path))
+        ]
+        for name in ("one", "two")
+    }
+    assert clips["one"] == clips["two"]
+
+
 def test_scenes_cycle_through_camera_and_object_motion():
     rng = np.random.default_rng(0)
     scenes = [make_scene(i, rng, SampleSpec()) for i in range(len(CAMERA_MOTIONS) * len(OBJECT_MOTIONS))]
