@@ -1,7 +1,7 @@
 """End-to-end GPU throughput: RAFT through the shared flow servers, clips/s/GPU and GPU busy time (issue 6).
 
     python benchmarks/gpu_throughput.py --raft-weights raft_large_C_T_SKHT_V2-ff5fadd5.pth \
-        [--clips 400] [--server-pairs 16,32,64] [--precision bf16] [--repeats 1]
+        [--clips 400] [--clips-per-shard 5] [--server-pairs 16,32,64] [--precision bf16] [--repeats 1]
 
 Generates clips (`sample-data`, 640x360, 24 fps, 2.5 s), then for each `execution.flow_server_pairs`
 value runs `motionpipe annotate --flow-backend raft_large --set flow.device=cuda` through Ray: one flow
@@ -10,6 +10,10 @@ server per GPU batching the pairs of every shard worker, workers on the CPUs. Wh
 GPUs' mean utilisation over that same stretch (the target: >= 80% with RAFT-large). Without weights,
 --allow-random-weights measures speed (it does not depend on the weights). `--device cpu` runs the same
 path on CPU with one server and no utilisation (a check of the harness on a machine without GPU).
+
+Shards are small (5 clips) so that there are many more of them than workers, as in production: work is
+handed out by shard, and with 16 shards for 15 workers (the first H100 runs) the run ends with one worker on
+the last shard while the GPU idles.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raft-weights", default="", help="raft_large state dict (.pth or .safetensors)")
     parser.add_argument("--allow-random-weights", action="store_true")
-    parser.add_argument("--clips", type=int, default=400, help="clips, 25 a shard")
+    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--clips-per-shard", type=int, default=5)
     parser.add_argument("--server-pairs", default="16,32,64", help="execution.flow_server_pairs values to sweep")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -83,13 +88,14 @@ def main() -> None:
     random_weights = ["--allow-random-weights"] if args.allow_random_weights else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shards = max(1, args.clips // 25)
+        per_shard = min(args.clips, args.clips_per_shard)
+        shards = max(1, args.clips // per_shard)
         subprocess.run(
-            [MOTIONPIPE, "sample-data", str(root), "--shards", str(shards), "--clips-per-shard",
-             str(min(args.clips, 25)), "--width", "640", "--height", "360"],
+            [MOTIONPIPE, "sample-data", str(root), "--shards", str(shards), "--clips-per-shard", str(per_shard),
+             "--width", "640", "--height", "360"],
             check=True, capture_output=True,
         )  # fmt: skip
-        clips = shards * min(args.clips, 25)
+        clips = shards * per_shard
         print(f"{clips} clips 640x360 24 fps 2.5 s in {shards} shards; raft_large on {args.device} x{gpus}, "
               f"{args.precision}")  # fmt: skip
         print(f"{'server pairs':>12} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")

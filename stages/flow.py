@@ -9,11 +9,12 @@ the cost of both at full size, the same decoupled scores (benchmarks/RESULTS.md)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from stages.base import ClipRecord, DecodedVideo, MotionFlows, Resources, Stage
+from stages.base import ClipRecord, DecodedVideo, MotionFlows, Resources, Stage, WorkerFault
 from stages.flow_backends import (
     DIS_PRESETS,
     RAFT_VARIANTS,
@@ -104,6 +105,8 @@ class FlowStage(Stage):
         self.config = config
         self.resources = Resources(cpus=1.0, gpus=1.0 if config.neural and config.device == "cuda" else 0.0)
         self._backend: FlowBackend | None = None
+        self._batch_flows: dict[int, np.ndarray] = {}  # id(clip) -> flows of its wanted pairs, while a batch runs
+        self._batch_halved: dict[int, np.ndarray] = {}  # id(clip) -> halved backward flows of its missing pairs
 
     def serve_from(self, backend: FlowBackend) -> None:
         """Use a backend that lives elsewhere (a shared flow server): this worker then loads no model."""
@@ -119,23 +122,90 @@ class FlowStage(Stage):
         firsts, seconds = zip(*pairs, strict=True)
         return video.frames[list(firsts)], video.frames[list(seconds)]
 
+    @staticmethod
+    def _pairs_and_steps(video: DecodedVideo) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        pairs = [tuple(pair) for pair in video.pairs.tolist()]
+        return pairs, list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
+
+    @classmethod
+    def _wanted(cls, video: DecodedVideo) -> list[tuple[int, int]]:
+        """Each frame pair measured at full size once: the measuring pairs and the chain both ways."""
+        pairs, steps = cls._pairs_and_steps(video)
+        return list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
+
+    @classmethod
+    def _missing_backward(cls, video: DecodedVideo) -> list[tuple[int, int]]:
+        """Backward pairs of the measuring pairs that the chain does not give (measured on halved frames)."""
+        wanted = set(cls._wanted(video))
+        return [(b, a) for a, b in cls._pairs_and_steps(video)[0] if (b, a) not in wanted]
+
+    def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
+        """The batch's clips share two backend calls (full-size pairs, then halved ones), not two a clip: through
+        a flow server each call is a round trip that waits for a GPU pass, and a worker waits on each in turn.
+        If a shared call fails for another reason than a lost server, clips go one by one (a bad one fails
+        alone)."""
+        clips = [clip for clip in batch if clip.ok]
+        try:
+            self._batch_flows = self._flows_of_all(clips, self._wanted, self._backend.flow)
+            self._batch_halved = self._flows_of_all(clips, self._missing_backward, self._backend.flow_of_halved_frames)
+        except WorkerFault:
+            raise
+        except Exception:  # noqa: BLE001 - the per-clip path below tells which clip fails and why
+            self._batch_flows, self._batch_halved = {}, {}
+        try:
+            return super().process(batch)
+        finally:
+            self._batch_flows, self._batch_halved = {}, {}
+
+    def _flows_of_all(
+        self,
+        clips: list[ClipRecord],
+        pairs_of: Callable[[DecodedVideo], list[tuple[int, int]]],
+        measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> dict[int, np.ndarray]:
+        """``measure`` over every clip's ``pairs_of`` pairs, one call per frame size -> flows by id(clip)."""
+        by_size: dict[tuple[int, ...], list[ClipRecord]] = {}
+        for clip in clips:
+            if pairs_of(clip.video):
+                by_size.setdefault(clip.video.frames.shape[1:], []).append(clip)
+        flows = {}
+        for same_size in by_size.values():
+            frames = [self._frames_of(clip.video, pairs_of(clip.video)) for clip in same_size]
+            measured = measure(*(np.concatenate(side) for side in zip(*frames, strict=True)))
+            ends = np.cumsum([len(first) for first, _ in frames])
+            flows.update(
+                (id(clip), chunk) for clip, chunk in zip(same_size, np.split(measured, ends[:-1]), strict=True)
+            )
+        return flows
+
+    def _measured(
+        self,
+        clip: ClipRecord,
+        pairs: list[tuple[int, int]],
+        batch_flows: dict[int, np.ndarray],
+        measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """The clip's flows of ``pairs``: from the batch's shared call when it made them, else measured now."""
+        if id(clip) in batch_flows:
+            return batch_flows[id(clip)]
+        return measure(*self._frames_of(clip.video, pairs)) if pairs else np.zeros((0,))
+
     def _pair_backward(
-        self, video: DecodedVideo, pairs: list[tuple[int, int]], flows: dict[tuple[int, int], np.ndarray]
+        self, clip: ClipRecord, pairs: list[tuple[int, int]], flows: dict[tuple[int, int], np.ndarray]
     ) -> np.ndarray:
         """Backward flow of each measuring pair at the measuring size: the chain's where it has the pair, else
         measured on frames halved by a pyramid step (it feeds only the forward-backward check)."""
-        missing = [(b, a) for a, b in pairs if (b, a) not in flows]
-        halved = iter(self._backend.flow_of_halved_frames(*self._frames_of(video, missing)) if missing else ())
+        missing = self._missing_backward(clip.video)
+        halved = iter(self._measured(clip, missing, self._batch_halved, self._backend.flow_of_halved_frames))
         return np.stack([field_at_measuring_size(flows[b, a]) if (b, a) in flows else next(halved) for a, b in pairs])
 
     def process_clip(self, clip: ClipRecord) -> None:
         if self._backend is None:
             raise RuntimeError("FlowStage.setup() must run before process()")
         video = clip.video
-        pairs = [tuple(pair) for pair in video.pairs.tolist()]
-        steps = list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
-        wanted = list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
-        flows = dict(zip(wanted, self._backend.flow(*self._frames_of(video, wanted)), strict=True))
+        pairs, steps = self._pairs_and_steps(video)
+        wanted = self._wanted(video)
+        flows = dict(zip(wanted, self._measured(clip, wanted, self._batch_flows, self._backend.flow), strict=True))
         forward = np.stack([field_at_measuring_size(flows[pair]) for pair in pairs])
         speeds = np.stack(
             [speed_pct_diag_per_s(field, video.interval_s(*pair)) for field, pair in zip(forward, pairs, strict=True)]
@@ -145,7 +215,7 @@ class FlowStage(Stage):
         clip.motion = MotionFlows(
             mean_speed=mean_speed,
             pair_forward=forward,
-            pair_consistent=forward_backward_consistent(forward, self._pair_backward(video, pairs, flows)),
+            pair_consistent=forward_backward_consistent(forward, self._pair_backward(clip, pairs, flows)),
             chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
             chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),

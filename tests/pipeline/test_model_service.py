@@ -86,6 +86,27 @@ def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
     np.testing.assert_array_equal(server.flow(first, second), FlowConfig().build_backend().flow(first, second))
 
 
+def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_gets_its_own_flow():
+    # a worker waits on each call to a GPU server in turn: two calls a batch, not two a clip
+    server = FlowServer(FlowConfig(), wait_s=0.0)
+    served = FlowStage(FlowConfig())
+    served.serve_from(ServedFlow(server.backend_name(), server.flow))
+    alone = FlowStage(FlowConfig())
+    alone.setup()
+    payloads = [make_clip(Scene(seed=seed), 96, 64, seconds=1.0) for seed in range(3)]
+    payloads.append(make_clip(Scene(seed=9), 64, 96, seconds=1.0))  # another frame size: its own calls
+    batch = [clip_record(payload, key=f"clip-{index}") for index, payload in enumerate(payloads)]
+    DecodeStage(DecodeConfig(short_side=64)).process(batch)
+    served.process(batch)
+    assert server.forward_passes == 4  # full-size pairs and halved backward pairs, for each frame size
+    for clip, payload in zip(batch, payloads, strict=True):
+        single = clip_record(payload, key=clip.key)
+        DecodeStage(DecodeConfig(short_side=64)).process([single])
+        alone.process([single])
+        assert clip.ok and clip.fields == single.fields
+        np.testing.assert_array_equal(clip.motion.pair_consistent, single.motion.pair_consistent)
+
+
 def test_a_lost_server_fails_the_worker_not_the_clip():
     stage = FlowStage(FlowConfig())
 
