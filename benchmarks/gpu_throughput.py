@@ -114,6 +114,8 @@ def main() -> None:
                 (done, _), busy = run(), float("nan")
             rate = done / run.annotating_s / gpus
             print(f"{pairs:>12} {run.annotating_s:>13.1f} {rate:>12.2f} {busy:>11.1f}")
+            for line in run.server_loads:
+                print(f"{'':>12} {line}")
 
 
 if __name__ == "__main__":

@@ -144,13 +144,14 @@ class RayRun:
     ) -> None:
         self.shards, self.out, self.options, self.repeats, self.env = shards, out, options, repeats, env
         self.annotating_s = 0.0
+        self.server_loads: list[str] = []  # the fastest run's model-server lines ("flow server 1/1: ...")
 
     def __call__(self) -> tuple[int, float]:
         runs = [self._run(self.out / f"run-{index}") for index in range(self.repeats)]
-        clips, seconds, self.annotating_s = min(runs, key=lambda run: run[1])
+        clips, seconds, self.annotating_s, self.server_loads = min(runs, key=lambda run: run[1])
         return clips, seconds
 
-    def _run(self, out: Path) -> tuple[int, float, float]:
+    def _run(self, out: Path) -> tuple[int, float, float, list[str]]:
         started = time.perf_counter()
         done = subprocess.run(
             [MOTIONPIPE, "annotate", str(self.shards), str(out), *self.options],
@@ -160,7 +161,8 @@ class RayRun:
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         annotating_s = float(re.search(r"([0-9.]+) s annotating", done.stdout).group(1))
-        return sum(1 for _ in iter_ok_rows(out)), seconds, annotating_s
+        server_loads = re.findall(r"^\w+ server \d+/\d+: .*$", done.stdout, re.M)
+        return sum(1 for _ in iter_ok_rows(out)), seconds, annotating_s, server_loads
 
     def steady_rate(self, clips: int, cores: int) -> float:
         rate = clips / self.annotating_s / cores

@@ -24,6 +24,7 @@ class TqdmProgress:
         self.shards_done = 0
         self.errors = 0
         self.failed_shards = 0
+        self.notes: list[str] = []
 
     def clips(self, ok: int, errors: int) -> None:
         if ok or errors:
@@ -36,6 +37,9 @@ class TqdmProgress:
         self.shards_done += 1
         self.failed_shards += summary.status != "done"
         self._postfix()
+
+    def note(self, line: str) -> None:
+        self.notes.append(line)
 
     def start(self) -> None:
         """Called once the workers are set up, so engine start-up does not dilute the clips/s rate."""
@@ -294,6 +298,8 @@ def run_annotate(args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed, {result.skipped} already done; "
         f"{clips} clip(s), {errors} in error, {progress.timing()}. Output: {args.out.rstrip('/')}/metadata"
     )
+    for line in progress.notes:
+        print(line)
     for failed in result.failed:
         print(f"shard failed: {failed.name}: {failed.message}", file=sys.stderr)
     return EXIT_SHARDS_FAILED if result.failed else EXIT_OK

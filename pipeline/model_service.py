@@ -42,6 +42,24 @@ class Request:
         return tuple(array.shape[1:] for array in self.inputs)
 
 
+@dataclass(frozen=True)
+class ServerLoad:
+    """How a server was used: what tells whether ``max_items`` or the workers feeding it limit a run."""
+
+    passes: int
+    items: int
+    busy_s: float  # in the model
+    serving_s: float  # from the first call to the last answer
+
+    def describe(self, unit: str) -> str:
+        if not self.passes:
+            return "no calls"
+        return (
+            f"{self.passes} passes, {self.items / self.passes:.1f} {unit} a pass, in the model "
+            f"{self.busy_s / max(self.serving_s, 1e-9):.0%} of {self.serving_s:.1f} s serving"
+        )
+
+
 class BatchingServer:
     """Batches concurrent calls of ``run``: waits up to ``wait_s`` for more callers once one arrives, then runs up
     to ``max_items`` items (at least one whole request) in one call. Only inputs of one shape share a call
@@ -53,6 +71,10 @@ class BatchingServer:
         self.max_items = max_items
         self.wait_s = wait_s
         self.forward_passes = 0
+        self._items = 0
+        self._busy_s = 0.0
+        self._first_call_at: float | None = None
+        self._last_answer_at = 0.0
         self._pending: list[Request] = []
         self._arrived = threading.Condition()
         threading.Thread(target=self._serve, daemon=True, name="model-batcher").start()
@@ -61,6 +83,7 @@ class BatchingServer:
         """``run``'s answer for these inputs alone; blocks until their batch has run."""
         request = Request(inputs)
         with self._arrived:
+            self._first_call_at = self._first_call_at or time.monotonic()
             self._pending.append(request)
             self._arrived.notify()
         request.done.wait()
@@ -88,10 +111,12 @@ class BatchingServer:
     def _serve(self) -> None:
         while True:
             batch = self._take_batch()
+            started = time.monotonic()
             try:
                 stacked = [np.concatenate(arrays) for arrays in zip(*(r.inputs for r in batch), strict=True)]
                 results = self.run(*stacked)
                 self.forward_passes += 1
+                self._items += len(results)
                 start = 0
                 for request in batch:
                     request.result = results[start : start + request.items]
@@ -99,8 +124,14 @@ class BatchingServer:
             except Exception as error:  # noqa: BLE001 - every caller of a failed batch hears of it
                 for request in batch:
                     request.error = error
+            self._last_answer_at = time.monotonic()
+            self._busy_s += self._last_answer_at - started
             for request in batch:
                 request.done.set()
+
+    def load(self) -> ServerLoad:
+        serving_s = self._last_answer_at - self._first_call_at if self._first_call_at else 0.0
+        return ServerLoad(self.forward_passes, self._items, self._busy_s, serving_s)
 
 
 class FlowServer(BatchingServer):

@@ -36,6 +36,7 @@ from stages.flow import FlowStage
 from stages.scoring import ScoringStage
 
 POLL_INTERVAL_S = 0.25
+SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
 
 
 class InsufficientResourcesError(RuntimeError):
@@ -183,6 +184,20 @@ def start_model_servers(config: RunConfig, models: list[str], count: int, worker
     return groups
 
 
+def note_server_loads(server_groups: list[dict[str, Any]], progress: Progress) -> None:
+    """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""
+    import ray
+
+    for index, group in enumerate(server_groups, start=1):
+        for model, server in group.items():
+            if model in SERVER_UNITS:
+                try:
+                    load = ray.get(server.load.remote()).describe(SERVER_UNITS[model])
+                except ray.exceptions.RayError as error:
+                    load = f"unavailable ({type(error).__name__})"
+                progress.note(f"{model} server {index}/{len(server_groups)}: {load}")
+
+
 def workers_that_fit(resources_of: dict[str, float], resources: Resources) -> int:
     """How many shard workers ``resources_of`` (a cluster's total or free resources) holds side by side."""
     needs = {"CPU": resources.cpus, "GPU": resources.gpus}
@@ -312,6 +327,7 @@ def annotate_on_ray(
                 progress.shard_done(summary)
                 summaries.append(summary)
         progress.clips(*ray.get(counter.take.remote()))
+        note_server_loads(server_groups, progress)
         return summaries
     finally:
         if started_here:

@@ -65,6 +65,9 @@ class Progress(Protocol):
 
     def shard_done(self, summary: ShardSummary) -> None: ...
 
+    def note(self, line: str) -> None:
+        """A line for the end of the run (how the model servers were used)."""
+
 
 def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, Any]:
     """What OUT/manifest/SHARD.json records about a shard's outcome."""
@@ -87,6 +90,9 @@ class SilentProgress:
         pass
 
     def shard_done(self, summary: ShardSummary) -> None:
+        pass
+
+    def note(self, line: str) -> None:
         pass
 
 

@@ -4,6 +4,7 @@ and through real Ray the same rows as workers that run their own models."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 
 import numpy as np
@@ -51,6 +52,9 @@ def test_concurrent_callers_share_forward_passes_and_get_their_own_flow():
     for seed, (first, second) in requests.items():
         np.testing.assert_array_equal(answers[seed], direct.flow(first, second))
     assert server.forward_passes == 2  # 12 pairs at most 8 a pass: two passes of two callers each
+    load = server.load()
+    assert (load.passes, load.items) == (2, 12) and 0 < load.busy_s <= load.serving_s
+    assert load.describe("pairs").startswith("2 passes, 6.0 pairs a pass, in the model ")
 
 
 def test_a_flow_server_runs_its_whole_batch_in_one_forward_pass():
@@ -128,6 +132,7 @@ def test_annotate_through_a_flow_server_writes_the_rows_workers_write_alone(anno
     options = ("--short-side", "96", "--workers", "1")
     done = motionpipe("annotate", *shards, str(served), *options, "--set", "execution.model_servers=1")
     assert done.returncode == 0, done.stderr
+    assert re.search(r"^flow server 1/1: \d+ passes, [0-9.]+ pairs a pass, in the model \d+%", done.stdout, re.M)
     assert motionpipe("annotate", *shards, str(alone), *options, "--set", "execution.model_servers=0").returncode == 0
     for shard in ("sample-000000", "sample-000001"):
         left = pq.read_table(served / "metadata" / f"{shard}.parquet")
