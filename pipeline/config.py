@@ -39,8 +39,9 @@ class ExecutionConfig:
         costs up to max_clip_attempts + 1 of them).
     model_servers: shared model actors (Ray only) that serve all shard workers, for the flow (RAFT), the
         estimator (scoring) and SAM2 (decouple; clips take turns). -1: one of each per GPU for the models on
-        cuda, none on CPU (each worker then runs its own); 0: none; N: N of each (flow always, scoring when a
-        checkpoint is given, SAM2 when it is the segmenter), sharing a GPU per group when on cuda.
+        cuda (GPUs that join mid-run get theirs, for the workers started after), none on CPU (each worker
+        then runs its own); 0: none; N: N of each (flow always, scoring when a checkpoint is given, SAM2 when
+        it is the segmenter), sharing a GPU per group when on cuda.
     flow_server_pairs: most frame pairs in one forward pass of a flow server (a score server batches
         scoring.batch_size clips).
     model_server_wait_ms: how long a server waits for other workers' inputs before running a batch.

@@ -10,7 +10,6 @@ CPUs only.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import deque
 from pathlib import Path
@@ -268,13 +267,28 @@ def annotate_on_ray(
 
         initial = min(target, workers_that_fit(cluster, resources))
         server_groups = start_model_servers(config, models, groups, initial)
-        started = itertools.count()
+        callers = [0] * groups  # workers started per server group
         starting: dict[Any, Any] = {}  # ready() of a worker being placed or set up -> the worker
         idle: list[Any] = []
         pending: dict[Any, tuple[Any, str]] = {}  # annotate() of a busy worker -> (worker, shard)
 
+        def serve_new_gpus() -> None:
+            """With one server group per GPU (model_servers -1), GPUs that joined since get groups of their own;
+            else the workers on new GPU nodes would all call the first nodes' servers."""
+            now = ray.cluster_resources()
+            new = served_models(config, now)[1] - len(server_groups)
+            if config.execution.model_servers == -1 and new > 0:
+                share = workers_that_fit(now, resources) // (len(server_groups) + new)
+                server_groups.extend(start_model_servers(config, models, new, share * new))
+                callers.extend([0] * new)
+
         def start_worker() -> None:
-            servers = server_groups[next(started) % groups] if groups else None
+            servers = None
+            if server_groups:
+                serve_new_gpus()
+                group = callers.index(min(callers))  # the least called: a new group takes the new workers
+                callers[group] += 1
+                servers = server_groups[group]
             worker = worker_class.remote(
                 config, str(out_dir), identity, counter, attempts_book, device, resources.cpus, servers
             )

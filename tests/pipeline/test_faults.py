@@ -3,8 +3,11 @@ a node lost mid-run. Whatever happens, the output has exactly one row per input 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -106,25 +109,46 @@ def alive_nodes(address: str, env: dict[str, str]) -> int:
     return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
 
 
+@contextlib.contextmanager
+def ray_head(*options: str, faults: str = ""):
+    """A head started with `ray start` for the block -> (its address, the environment that reaches it, join):
+    ``join(*options)`` starts another node on it (its own process group, killed at the end if still up)."""
+    port = free_port()
+    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp, FAULTS_ENV: faults}
+    ray = str(Path(MOTIONPIPE).parent / "ray")
+    head = subprocess.run(
+        [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", *options],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert head.returncode == 0, head.stderr[-2000:]
+    nodes: list[subprocess.Popen] = []
+
+    def join(*node_options: str) -> subprocess.Popen:
+        nodes.append(subprocess.Popen(
+            [ray, "start", f"--address=127.0.0.1:{port}", "--block", "--disable-usage-stats", *node_options],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ))  # fmt: skip
+        return nodes[-1]
+
+    try:
+        yield f"127.0.0.1:{port}", env, join
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
     shards = small_shards(tmp_path / "in", shards=6, clips=3)
     out = tmp_path / "out"
-    port = free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp}
-    ray = str(Path(MOTIONPIPE).parent / "ray")
-    common = ["--num-cpus=1", "--disable-usage-stats"]
-    head_only = ["--head", f"--port={port}", "--include-dashboard=false"]
-    head = subprocess.run([ray, "start", *head_only, *common], env=env, capture_output=True, text=True)
-    assert head.returncode == 0, head.stderr[-2000:]
-    second = subprocess.Popen(
-        [ray, "start", f"--address=127.0.0.1:{port}", "--block", "--resources", '{"second_node": 1}', *common],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: alive_nodes(f"127.0.0.1:{port}", env) == 2, timeout=60)
+    with ray_head("--num-cpus=1") as (address, env, join):
+        second = join("--num-cpus=1", "--resources", '{"second_node": 1}')
+        wait_for(lambda: alive_nodes(address, env) == 2, timeout=60)
         driver = subprocess.Popen(
-            [MOTIONPIPE, "annotate", *shards, str(out), "--address", f"127.0.0.1:{port}", *STATISTICS_ONLY],
+            [MOTIONPIPE, "annotate", *shards, str(out), "--address", address, *STATISTICS_ONLY],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         wait_for(lambda: len(list((out / "manifest").glob("*.json"))) >= 1, timeout=120)
@@ -132,11 +156,6 @@ def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
         stdout, stderr = driver.communicate(timeout=300)
         assert driver.returncode == 0, stderr
         assert_complete(out, shards=6, clips=3)
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def flow_server_processes() -> list:
@@ -186,39 +205,41 @@ def shard_worker_processes(node: int | None = None) -> list:
     return found
 
 
-def test_a_node_joining_mid_run_gets_a_waiting_worker(tmp_path):
-    shards = small_shards(tmp_path / "in", shards=4, clips=3)
-    out = tmp_path / "out"
-    port = free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="mp-ray-", dir="/tmp")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp, FAULTS_ENV: "hang:s0c1"}
-    ray = str(Path(MOTIONPIPE).parent / "ray")
-    common = ["--num-cpus=1", "--disable-usage-stats"]
-    head = subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], env=env,
-                          capture_output=True, text=True)  # fmt: skip
-    assert head.returncode == 0, head.stderr[-2000:]
-    second = None
-    try:
-        # workers sized to the cluster, a 1-CPU head for now: one runs (and hangs on s0c1 for 20 s before its
-        # watchdog stops it), one more waits for room
-        driver = subprocess.Popen(
-            [MOTIONPIPE, "annotate", *shards, str(out), "--address", f"127.0.0.1:{port}",
-             "--set", "execution.clip_timeout_s=20", "--set", "execution.batch_size=1", *STATISTICS_ONLY],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        wait_for(lambda: bool(shard_worker_processes()) or driver.poll() is not None, timeout=60)
-        second = subprocess.Popen(
-            [ray, "start", f"--address=127.0.0.1:{port}", "--block", *common],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        wait_for(lambda: bool(shard_worker_processes(second.pid)) or driver.poll() is not None, timeout=90)
+def run_while_a_node_joins(
+    shards: list[str], out: Path, gpus: int, node_cpus: int, *options: str
+) -> subprocess.CompletedProcess:
+    """annotate on a 1-CPU head whose worker hangs on s0c1 (its watchdog stops it after 20 s) while a node with
+    ``node_cpus`` joins (each with ``gpus``) -> the finished driver."""
+    with ray_head("--num-cpus=1", f"--num-gpus={gpus}", faults="hang:s0c1") as (address, env, join):
+        command = [MOTIONPIPE, "annotate", *shards, str(out), "--address", address, *options, *STATISTICS_ONLY,
+                   "--set", "execution.clip_timeout_s=20", "--set", "execution.batch_size=1"]  # fmt: skip
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: bool(shard_worker_processes()) or driver.poll() is not None, timeout=120)
+        second = join(f"--num-cpus={node_cpus}", f"--num-gpus={gpus}")
+        wait_for(lambda: bool(shard_worker_processes(second.pid)) or driver.poll() is not None, timeout=120)
         assert shard_worker_processes(second.pid), "no worker started on the node that joined"
         stdout, stderr = driver.communicate(timeout=300)
-        assert driver.returncode == 0, stderr[-3000:]
-        rows = assert_complete(out, shards=4, clips=3)
-        assert rows["s0c1"]["error"] == "worker:timeout"
-    finally:
-        if second is not None and second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert driver.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(command, driver.returncode, stdout, stderr)
+
+
+def test_a_node_joining_mid_run_gets_a_waiting_worker(tmp_path):
+    # workers sized to the cluster, a 1-CPU head for now: one runs and hangs, one more waits for room
+    shards = small_shards(tmp_path / "in", shards=4, clips=3)
+    run_while_a_node_joins(shards, tmp_path / "out", 0, 1)
+    rows = assert_complete(tmp_path / "out", shards=4, clips=3)
+    assert rows["s0c1"]["error"] == "worker:timeout"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not importlib.util.find_spec("torch") or not __import__("torch").cuda.is_available(),
+                    reason="needs a CUDA device")  # fmt: skip
+def test_a_gpu_node_joining_mid_run_gets_its_own_flow_server(tmp_path):
+    # both nodes claim one GPU (the same one on a 1-GPU machine). The worker that waited for room lands on the
+    # joined node calling the first server; the next one started there gets the joined GPU's server
+    shards = small_shards(tmp_path / "in", shards=8, clips=3)
+    raft = ("--flow-backend", "raft_small", "--allow-random-weights", "--set", "flow.device=cuda")
+    driver = run_while_a_node_joins(shards, tmp_path / "out", 1, 2, *raft)
+    assert_complete(tmp_path / "out", shards=8, clips=3)
+    passes = [int(count) for count in re.findall(r"^flow server \d/2: (\d+) passes", driver.stdout, re.M)]
+    assert len(passes) == 2 and min(passes) > 0, driver.stdout
