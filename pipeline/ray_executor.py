@@ -275,9 +275,11 @@ def annotate_on_ray(
         def serve_new_gpus() -> None:
             """With one server group per GPU (model_servers -1), GPUs that joined since get groups of their own;
             else the workers on new GPU nodes would all call the first nodes' servers."""
+            if config.execution.model_servers != -1:
+                return
             now = ray.cluster_resources()
             new = served_models(config, now)[1] - len(server_groups)
-            if config.execution.model_servers == -1 and new > 0:
+            if new > 0:
                 share = workers_that_fit(now, resources) // (len(server_groups) + new)
                 server_groups.extend(start_model_servers(config, models, new, share * new))
                 callers.extend([0] * new)
