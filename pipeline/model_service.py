@@ -52,6 +52,7 @@ class ServerLoad:
     serving_s: float  # from the first call to the last answer
 
     def describe(self, unit: str) -> str:
+        """One line for the end of a run, ``unit`` naming the items (pairs, clips)."""
         if not self.passes:
             return "no calls"
         return (
@@ -130,6 +131,7 @@ class BatchingServer:
                 request.done.set()
 
     def load(self) -> ServerLoad:
+        """How the server was used so far (the driver asks each server once, when the run ends)."""
         serving_s = self._last_answer_at - self._first_call_at if self._first_call_at else 0.0
         return ServerLoad(self.forward_passes, self._items, self._busy_s, serving_s)
 
