@@ -1,10 +1,12 @@
 """End-to-end GPU throughput: RAFT through the shared flow servers, clips/s/GPU and GPU busy time (issue 6).
 
     python benchmarks/gpu_throughput.py --raft-weights raft_large_C_T_SKHT_V2-ff5fadd5.pth \
-        [--clips 400] [--clips-per-shard 5] [--server-pairs 16,32,64] [--precision bf16] [--repeats 1]
+        [--clips 400] [--clips-per-shard 5] [--server-pairs 16,32,64] [--worker-cpus 1,0.5] [--precision bf16] \
+        [--repeats 1]
 
 Generates clips (`sample-data`, 640x360, 24 fps, 2.5 s), then for each `execution.flow_server_pairs`
-value runs `motionpipe annotate --flow-backend raft_large --set flow.device=cuda` through Ray: one flow
+value and each `execution.worker_cpus` value (1: a worker a core; 0.5, the default with a GPU flow server: two)
+runs `motionpipe annotate --flow-backend raft_large --set flow.device=cuda` through Ray: one flow
 server per GPU batching the pairs of every shard worker, workers on the CPUs. While each run goes,
 `nvidia-smi` reports utilisation every 250 ms; the table gives clips/s/GPU once workers are ready and the
 GPUs' mean utilisation over that same stretch (the target: >= 80% with RAFT-large). Without weights,
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=400)
     parser.add_argument("--clips-per-shard", type=int, default=5)
     parser.add_argument("--server-pairs", default="16,32,64", help="execution.flow_server_pairs values to sweep")
+    parser.add_argument("--worker-cpus", default="1,0.5", help="execution.worker_cpus values to sweep")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--repeats", type=int, default=1, help="runs per setting, the fastest kept")
@@ -98,13 +101,16 @@ def main() -> None:
         clips = shards * per_shard
         print(f"{clips} clips 640x360 24 fps 2.5 s in {shards} shards; raft_large on {args.device} x{gpus}, "
               f"{args.precision}")  # fmt: skip
-        print(f"{'server pairs':>12} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")
-        for pairs in (int(value) for value in args.server_pairs.split(",")):
+        print(f"{'server pairs':>12} {'worker CPUs':>11} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")
+        settings = [
+            (int(pairs), float(cpus)) for pairs in args.server_pairs.split(",") for cpus in args.worker_cpus.split(",")
+        ]
+        for pairs, cpus in settings:
             run = RayRun(
-                root / "shards", root / f"out-{pairs}", "--flow-backend", "raft_large", *weights, *random_weights,
-                "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
-                "--set", f"execution.flow_server_pairs={pairs}", "--set", "execution.model_servers="
-                + ("-1" if on_gpu else "1"), repeats=args.repeats,
+                root / "shards", root / f"out-{pairs}-{cpus:g}", "--flow-backend", "raft_large", *weights,
+                *random_weights, "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
+                "--set", f"execution.flow_server_pairs={pairs}", "--set", f"execution.worker_cpus={cpus:g}",
+                "--set", "execution.model_servers=" + ("-1" if on_gpu else "1"), repeats=args.repeats,
             )  # fmt: skip
             if on_gpu:
                 with GpuUtilisation(gpus) as utilisation:
@@ -113,7 +119,7 @@ def main() -> None:
             else:
                 (done, _), busy = run(), float("nan")
             rate = done / run.annotating_s / gpus
-            print(f"{pairs:>12} {run.annotating_s:>13.1f} {rate:>12.2f} {busy:>11.1f}")
+            print(f"{pairs:>12} {cpus:>11g} {run.annotating_s:>13.1f} {rate:>12.2f} {busy:>11.1f}")
             for line in run.server_loads:
                 print(f"{'':>12} {line}")
 

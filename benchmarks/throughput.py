@@ -144,7 +144,7 @@ class RayRun:
     ) -> None:
         self.shards, self.out, self.options, self.repeats, self.env = shards, out, options, repeats, env
         self.annotating_s = 0.0
-        self.server_loads: list[str] = []  # the fastest run's model-server lines ("flow server 1/1: ...")
+        self.server_loads: list[str] = []  # the fastest run's worker and server lines ("flow server 1/1: ...")
 
     def __call__(self) -> tuple[int, float]:
         runs = [self._run(self.out / f"run-{index}") for index in range(self.repeats)]
@@ -161,7 +161,7 @@ class RayRun:
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         annotating_s = float(re.search(r"([0-9.]+) s annotating", done.stdout).group(1))
-        server_loads = re.findall(r"^\w+ server \d+/\d+: .*$", done.stdout, re.M)
+        server_loads = re.findall(r"^(?:shard workers|\w+ server \d+/\d+): .*$", done.stdout, re.M)
         return sum(1 for _ in iter_ok_rows(out)), seconds, annotating_s, server_loads
 
     def steady_rate(self, clips: int, cores: int) -> float:

@@ -32,6 +32,9 @@ class ExecutionConfig:
 
     workers: parallel shard workers (at most one per shard); 0: as many as the cluster holds, more as nodes
         join. Workers that do not fit yet wait for room (an autoscaler adds nodes for them); the others run.
+    worker_cpus: CPUs a shard worker reserves (Ray only); 0: its stages' demand (1), or half a CPU when a GPU
+        server computes its flow (it waits on the server part of each batch: two workers a core keep the cores
+        and the GPU busy).
     batch_size: clips per stage batch (bounds memory per worker).
     clip_timeout_s: a Ray worker still on a batch after this many seconds per clip is stopped (a hung decoder).
     max_clip_attempts: a clip whose worker died this many times becomes an error row.
@@ -48,6 +51,7 @@ class ExecutionConfig:
     """
 
     workers: int = 0
+    worker_cpus: float = 0.0
     batch_size: int = 4
     clip_timeout_s: float = 300.0
     max_clip_attempts: int = 2
@@ -59,6 +63,8 @@ class ExecutionConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"execution.workers must be >= 0 (0 = auto), got {self.workers}")
+        if self.worker_cpus < 0:
+            raise ValueError(f"execution.worker_cpus must be >= 0 (0 = auto), got {self.worker_cpus}")
         if self.batch_size < 1:
             raise ValueError(f"execution.batch_size must be >= 1, got {self.batch_size}")
         if self.clip_timeout_s <= 0:

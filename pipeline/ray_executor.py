@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from stages.flow import FlowStage
 from stages.scoring import ScoringStage
 
 POLL_INTERVAL_S = 0.25
+SERVED_WORKER_CPUS = 0.5  # a worker whose flow a GPU server computes: two a core (execution.worker_cpus)
 SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
 
 
@@ -197,6 +199,24 @@ def note_server_loads(server_groups: list[dict[str, Any]], progress: Progress) -
                 progress.note(f"{model} server {index}/{len(server_groups)}: {load}")
 
 
+def worker_share(config: RunConfig, models: list[str]) -> Resources:
+    """What one shard worker reserves: its stages' demand (a stage that a server runs needs a CPU in the worker),
+    or ``execution.worker_cpus`` CPUs when set. By default a worker whose flow a GPU server computes takes
+    half a CPU: it idles while its pairs queue for and go through the GPU, so one a core would leave both the
+    cores and the GPU waiting part of the time."""
+    needs = worker_resources(build_annotation_stages(config), frozenset(models))
+    if config.execution.worker_cpus:
+        return replace(needs, cpus=config.execution.worker_cpus)
+    if "flow" in models and "flow" in models_on_gpu(config) and not needs.gpus:
+        return replace(needs, cpus=min(needs.cpus, SERVED_WORKER_CPUS))
+    return needs
+
+
+def worker_size(resources: Resources) -> str:
+    """``0.5 CPU``, ``1 CPU + 1 GPU``: what each worker reserved, for the end-of-run lines."""
+    return f"{resources.cpus:g} CPU" + (f" + {resources.gpus:g} GPU" if resources.gpus else "")
+
+
 def workers_that_fit(resources_of: dict[str, float], resources: Resources) -> int:
     """How many shard workers ``resources_of`` (a cluster's total or free resources) holds side by side."""
     needs = {"CPU": resources.cpus, "GPU": resources.gpus}
@@ -249,7 +269,7 @@ def annotate_on_ray(
             raise InsufficientResourcesError(
                 f"{groups} model server group(s) on cuda need as many GPUs; the cluster has {cluster.get('GPU', 0.0)}"
             )
-        resources = worker_resources(build_annotation_stages(config), frozenset(models))
+        resources = worker_share(config, models)
         if resources.gpus > cluster.get("GPU", 0.0):
             raise InsufficientResourcesError(
                 f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
@@ -268,6 +288,7 @@ def annotate_on_ray(
         initial = min(target, workers_that_fit(cluster, resources))
         server_groups = start_model_servers(config, models, groups, initial)
         callers = [0] * groups  # workers started per server group
+        workers_ready = 0  # set up and given shards (one still waiting for room at the end is not counted)
         starting: dict[Any, Any] = {}  # ready() of a worker being placed or set up -> the worker
         idle: list[Any] = []
         pending: dict[Any, tuple[Any, str]] = {}  # annotate() of a busy worker -> (worker, shard)
@@ -301,7 +322,6 @@ def annotate_on_ray(
         queue = deque(shard_paths)
         attempts = {path: 0 for path in shard_paths}
         summaries = []
-        any_ready = False
         while queue or pending:
             if queue and len(starting) + len(idle) + len(pending) < target and (not starting or room_for(resources)):
                 # into free room; else one worker waits for room, which an autoscaler adds a node for
@@ -318,12 +338,12 @@ def annotate_on_ray(
                     try:
                         ray.get(ref)
                     except ray.exceptions.RayError:
-                        if not any_ready:
+                        if not workers_ready:
                             raise  # the stages cannot set up (the error says why): every worker would fail
                         continue  # its node went away before it was ready
-                    if not any_ready:
+                    if not workers_ready:
                         progress.start()
-                        any_ready = True
+                    workers_ready += 1
                     idle.append(worker)
                     continue
                 worker, path = pending.pop(ref)
@@ -343,6 +363,7 @@ def annotate_on_ray(
                 progress.shard_done(summary)
                 summaries.append(summary)
         progress.clips(*ray.get(counter.take.remote()))
+        progress.note(f"shard workers: {workers_ready} ran, {worker_size(resources)} each")
         note_server_loads(server_groups, progress)
         return summaries
     finally:

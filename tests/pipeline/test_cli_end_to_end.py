@@ -79,6 +79,7 @@ def test_annotate_on_ray_gives_one_row_per_clip_and_resumes(corpus, tmp_path):
     assert first.returncode == 1, first.stderr  # the unreadable tar fails, after the others finish
     assert "shard failed: unreadable-000000" in first.stderr
     assert "4 shard(s): 3 annotated, 1 failed, 0 already done; 12 clip(s), 5 in error" in first.stdout
+    assert "shard workers: 2 ran, 1 CPU each" in first.stdout  # one a core (a third waits for room)
 
     rows = rows_by_key(out)
     truth = json.loads((corpus / "ground_truth.json").read_text())["clips"]

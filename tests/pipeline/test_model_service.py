@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import clip_record, make_clip, motionpipe, write_tar
 
+from pipeline.config import build_config
 from pipeline.estimator_data import load_clip_set
 from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
+from pipeline.ray_executor import served_models, worker_share
 from pipeline.shard_reader import resolve_shards
 from pipeline.synthetic_video import Scene, SceneObject, render_scene
 from pipeline.train_estimator import TrainConfig, train_estimator
@@ -126,12 +128,29 @@ def test_a_lost_server_fails_the_worker_not_the_clip():
     assert stage.resources.gpus == 0
 
 
+@pytest.mark.parametrize(
+    ("settings", "cpus"),
+    [
+        ((), 0.5),  # flow on a GPU server: two workers a core
+        (("execution.worker_cpus=2",), 2.0),
+        (("execution.model_servers=0",), 1.0),  # each worker holds its own RAFT (and a GPU)
+        (("flow.device=cpu", "execution.model_servers=1"), 1.0),  # a CPU server computes on its callers' cores
+    ],
+)
+def test_workers_whose_flow_a_gpu_server_computes_take_half_a_cpu(settings, cpus):
+    config = build_config(overrides=["flow.backend=raft_large", "flow.device=cuda", *settings])
+    models, _ = served_models(config, {"CPU": 16.0, "GPU": 1.0})
+    assert worker_share(config, models).cpus == cpus
+
+
 def test_annotate_through_a_flow_server_writes_the_rows_workers_write_alone(annotated_run, tmp_path):
     shards = sorted(str(p) for p in (annotated_run / "shards").glob("sample-*.tar"))
     served, alone = tmp_path / "served", tmp_path / "alone"
-    options = ("--short-side", "96", "--workers", "1")
-    done = motionpipe("annotate", *shards, str(served), *options, "--set", "execution.model_servers=1")
+    options = ("--short-side", "96", "--workers", "2")
+    settings = ("--set", "execution.model_servers=1", "--set", "execution.worker_cpus=0.5")
+    done = motionpipe("annotate", *shards, str(served), *options, *settings)
     assert done.returncode == 0, done.stderr
+    assert "shard workers: 2 ran, 0.5 CPU each" in done.stdout
     assert re.search(r"^flow server 1/1: \d+ passes, [0-9.]+ pairs a pass, in the model \d+%", done.stdout, re.M)
     assert motionpipe("annotate", *shards, str(alone), *options, "--set", "execution.model_servers=0").returncode == 0
     for shard in ("sample-000000", "sample-000001"):
