@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -17,14 +18,18 @@ def encode_video(
     codec: str = "libx264",
     crf: int = 18,
     display_rotation: int = 0,
+    display_matrix: Sequence[int] | None = None,
 ) -> bytes:
     """Encode ``uint8[T, H, W, 3]`` RGB frames; H and W must be even (yuv420p). ``display_rotation``:
-    degrees counter-clockwise that players turn the frames (a phone held upright), in the display matrix."""
+    degrees counter-clockwise that players turn the frames (a phone held upright), in the display matrix;
+    or the whole ``display_matrix`` (9 ints in FFmpeg's layout, stages/display_matrix.py: mirrors too)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8[T, H, W, 3], got {frames.dtype}{list(frames.shape)}")
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"frame size must be even for yuv420p, got {width}x{height}")
+    if display_rotation and display_matrix is not None:
+        raise ValueError("give display_rotation or display_matrix, not both")
     if container not in CONTAINER_FORMATS:
         raise ValueError(f"unknown container {container!r}; choose one of {sorted(CONTAINER_FORMATS)}")
     import av
@@ -35,6 +40,8 @@ def encode_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if display_rotation:
             stream.set_display_rotation(display_rotation)
+        if display_matrix is not None:
+            stream.set_display_matrix(list(display_matrix))
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf), "preset": "fast"}
         else:

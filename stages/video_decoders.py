@@ -12,10 +12,15 @@ import io
 import struct
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stages.base import ClipError
+from stages.display_matrix import as_shown, decoder_turns, mp4_display_matrix, turning_shows_it
+
+if TYPE_CHECKING:
+    import av
 
 FrameLimit = Callable[[float], int]
 """Given the source fps, how many leading frames to decode."""
@@ -57,6 +62,8 @@ def decode_with_decord(
     import decord
 
     reader = decord.VideoReader(io.BytesIO(data), num_threads=threads)
+    matrix = mp4_display_matrix(data)
+    mirror = None if matrix is None or turning_shows_it(matrix) else matrix  # decord turns, never mirrors
     fps = float(reader.get_avg_fps())
     declared = len(reader)
     count = min(declared, frame_limit(fps))
@@ -67,7 +74,8 @@ def decode_with_decord(
         frame = reader.next()
         height, width = frame.shape[:2]
         if index in wanted:
-            frames[index] = resize(frame.asnumpy())
+            pixels = frame.asnumpy()
+            frames[index] = resize(pixels if mirror is None else as_shown(pixels, mirror, decoder_turns(mirror)))
     times = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64) if count else np.zeros(0)
     return VideoFrames(
         frames=frames,
@@ -97,10 +105,14 @@ def decode_with_pyav(
     return pyav_pass(data, lambda fps: video.count, kept, resize, threads)
 
 
-def upright(pixels: np.ndarray, turns: int) -> np.ndarray:
-    """Pixels as displayed: turned counter-clockwise ``turns`` quarter turns, as the stream's display
-    matrix asks (PyAV hands frames over as coded; decord and players turn them)."""
-    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+def display_matrix_of(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The display matrix PyAV attaches to a decoded frame (the stream's, as coded side data), if any."""
+    import av
+
+    for side_data in frame.side_data:
+        if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            return struct.unpack("=9i", bytes(side_data))
+    return None
 
 
 def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Resize, threads: int) -> VideoFrames:
@@ -119,14 +131,18 @@ def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Re
         frames: dict[int, np.ndarray] = {}
         times = []
         width, height = stream.codec_context.width, stream.codec_context.height
+        matrix = None
         for index, frame in enumerate(container.decode(stream)):
             if index >= limit:
                 break
             times.append(frame.time if frame.time is not None else index / fps)
+            if index == 0:
+                matrix = display_matrix_of(frame)
             turns = round(frame.rotation / 90) % 4
             width, height = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
             if index in wanted:
-                frames[index] = resize(upright(frame.to_ndarray(format="rgb24"), turns))
+                pixels = frame.to_ndarray(format="rgb24")  # as coded: PyAV neither turns nor mirrors
+                frames[index] = resize(pixels if matrix is None else as_shown(pixels, matrix))
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         return VideoFrames(
             frames=frames,

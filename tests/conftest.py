@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +62,11 @@ def make_clip(
     container: str = "mp4",
     codec: str = "libx264",
     display_rotation: int = 0,
+    display_matrix: Sequence[int] | None = None,
 ) -> bytes:
     """A real encoded clip of a synthetic scene."""
     frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
-    return encode_video(frames, fps, container, codec, display_rotation=display_rotation)
+    return encode_video(frames, fps, container, codec, display_rotation=display_rotation, display_matrix=display_matrix)
 
 
 def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int, duration_s: float = 2.5) -> np.ndarray:

@@ -90,7 +90,8 @@ EXPECTED_ERRORS = {
     "../escape": "input:unsafe_name",
     "/absolute/clip": "input:unsafe_name",
 }
-EXPECTED_OK = ("clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "caf\\xe9")
+EXPECTED_OK = ("clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "caf\\xe9")
+MIRROR = (-1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # display matrix: x -> -x (a selfie camera)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
     root = tmp_path_factory.mktemp("hostile")
     clip = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5)
     rotated = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5, display_rotation=90)  # a phone clip
+    mirrored = make_clip(Scene(seed=8, pan=(6.0, 3.0)), *SIZE, seconds=1.5, display_matrix=MIRROR)
     steps_ms = [0, *np.cumsum(np.resize([30, 50, 40, 60, 35, 45], 59)).tolist()]  # 2.6 s, about 23 fps
     write_tar(
         root / "in" / "hostile-000.tar",
@@ -115,6 +117,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
             ("mjpeg_as_webm.webm", encoded("avi", "mjpeg", "yuvj420p", frames=36)),  # wrong extension
             ("variable_rate.mp4", encoded("mp4", "libx264", "yuv420p", frames=60, times_ms=steps_ms)),
             ("rotated.mp4", rotated),
+            ("mirrored.mp4", mirrored),
             ("../escape.mp4", clip),
             ("/absolute/clip.mp4", clip),
             ("clip.mp4", clip),  # the key 'clip' again, not adjacent: a second sample with the same key
@@ -159,6 +162,16 @@ def test_a_rotated_clip_is_measured_as_displayed(hostile_run):
     assert shown["cam_tx"] == pytest.approx(coded["cam_ty"], abs=0.5)
 
 
+def test_a_mirrored_clip_is_measured_as_displayed(hostile_run):
+    """Mirrored left to right for display, a pan right and down is shown going left and down (decoders that
+    read only the rotation turn it by half instead: left and up)."""
+    _, rows = hostile_run
+    coded, shown = rows["clip"][0], rows["mirrored"][0]  # the same scene, panning (6, 0) and (6, 3) px a frame
+    assert (shown["width"], shown["height"]) == (coded["width"], coded["height"])
+    assert shown["cam_tx"] == pytest.approx(-coded["cam_tx"], rel=0.1)
+    assert shown["cam_ty"] == pytest.approx(coded["cam_tx"] / 2, rel=0.15)
+
+
 def test_a_duplicated_key_gets_a_second_row_marked_as_such(hostile_run):
     _, rows = hostile_run
     assert [(row["status"], row["error"]) for row in rows["clip"]] == [("ok", None), ("error", "input:duplicate_key")]
@@ -171,4 +184,4 @@ def test_nothing_is_written_outside_out_and_unsafe_keys_are_not_stored(hostile_r
     with tarfile.open(root / "work" / "out" / "conditions" / "hostile-000.tar") as archive:
         stored = [member.name for member in archive.getmembers()]
     assert sorted(stored) == sorted(f"{key}.npz" for key in EXPECTED_OK if key != "caf\\xe9")
-    assert sum(len(found) for found in rows.values()) == 17  # one row per sample
+    assert sum(len(found) for found in rows.values()) == 18  # one row per sample

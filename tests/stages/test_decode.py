@@ -8,6 +8,7 @@ import pytest
 from conftest import clip_record, make_clip
 
 from pipeline.synthetic_video import Scene, render_scene
+from pipeline.video_encoding import encode_video
 from stages.decode import DecodeConfig, DecodeStage, processing_size, resize_to_short_side
 from stages.frame_sampling import frames_to_decode
 from stages.video_decoders import decode_video, decode_with_pyav
@@ -81,6 +82,38 @@ def test_rotated_video_is_decoded_as_displayed_by_both_backends(decode, rotation
     )
     assert (by_pyav.width, by_pyav.height) == (clip.fields["width"], clip.fields["height"])
     assert np.abs(by_pyav.frames[0].astype(int) - first.astype(int)).mean() < 2
+
+
+def shown_by_the_matrix(coded: np.ndarray, a: int, b: int, c: int, d: int) -> np.ndarray:
+    """FFmpeg's display matrix, applied by its definition: coded (x, y) is shown at (a x + c y, b x + d y),
+    placed in the frame."""
+    ys, xs = np.mgrid[0 : coded.shape[0], 0 : coded.shape[1]]
+    shown_x, shown_y = a * xs + c * ys, b * xs + d * ys
+    shown_x, shown_y = shown_x - shown_x.min(), shown_y - shown_y.min()
+    shown = np.zeros((shown_y.max() + 1, shown_x.max() + 1, 3), np.uint8)
+    shown[shown_y, shown_x] = coded
+    return shown
+
+
+@pytest.mark.parametrize(
+    "a, b, c, d",
+    [(-1, 0, 0, 1), (1, 0, 0, -1), (0, 1, 1, 0), (0, -1, -1, 0), (-1, 0, 0, -1), (0, 1, -1, 0), (1, 0, 0, 1)],
+    ids=["mirrored", "upside-down mirror", "transposed", "anti-transposed", "half turn", "quarter turn", "as coded"],
+)
+def test_mirrored_or_turned_video_is_decoded_as_players_show_it_by_both_backends(a, b, c, d):
+    """decord (and FFmpeg's rotation reading) turns a mirrored clip instead of mirroring it: a pan right
+    would be read as a pan left."""
+    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 12)
+    one = 1 << 16
+    payload = encode_video(coded, 24.0, display_matrix=[a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30])
+    shown = shown_by_the_matrix(coded[0], a, b, c, d)
+    clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload)  # 64 px: no resize
+    assert clip.ok and clip.fields["decode_backend"] == "decord"
+    assert (clip.fields["width"], clip.fields["height"]) == (shown.shape[1], shown.shape[0])
+    assert np.abs(clip.video.frames[0].astype(int) - shown).mean() < 6  # H.264 at crf 18
+    by_pyav = decode_with_pyav(payload, lambda fps: 12, lambda fps, count: [0], lambda frame: frame, threads=1)
+    assert (by_pyav.width, by_pyav.height) == (clip.fields["width"], clip.fields["height"])
+    assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
 
 def test_the_decoder_converts_only_the_planned_frames(decode, pan_clip):

@@ -1,0 +1,119 @@
+"""A video's display matrix: how players turn and mirror the coded frames before showing them.
+
+FFmpeg's layout (``AV_PKT_DATA_DISPLAYMATRIX``, the MP4 ``tkhd`` matrix): 9 int32 ``a b u c d v x y w`` mapping
+a coded point (x, y) to the shown ``(a x + c y, b x + d y)``, y pointing down. Decoders read only its rotation
+(FFmpeg's ``av_display_rotation_get``, PyAV's ``frame.rotation``, and decord, which turns frames by it), so a
+mirrored clip (a selfie camera) comes out turned instead: measured with decord 0.6, a horizontal mirror as a
+half turn and a vertical one not at all. Motion read from it would go the wrong way (a pan right as a pan
+left). Here the whole matrix is applied when it turns by quarter turns, mirrored or not.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FIXED_ONE = 1 << 16  # a, b, c, d are 16.16 fixed point
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How the shown frame's axes come from the coded one's: rows and columns swapped (a quarter turn or a
+    transpose), then shown rows and columns reversed."""
+
+    swap_axes: bool
+    flip_rows: bool
+    flip_cols: bool
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether it mirrors (determinant -1) rather than only turns."""
+        return self.swap_axes != (self.flip_rows != self.flip_cols)
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """The coded ``[H, W, ...]`` pixels as shown."""
+        if self.swap_axes:
+            pixels = pixels.swapaxes(0, 1)
+        if self.flip_rows:
+            pixels = pixels[::-1]
+        if self.flip_cols:
+            pixels = pixels[:, ::-1]
+        return np.ascontiguousarray(pixels)
+
+
+def orientation_of(matrix: Sequence[int]) -> Orientation | None:
+    """The orientation a display matrix asks for; None unless it turns by quarter turns (with or without a
+    mirror), the only ones frames can follow without resampling."""
+    a, b, c, d = (round(matrix[index] / FIXED_ONE) for index in (0, 1, 3, 4))
+    if {abs(a), abs(d)} == {1} and b == c == 0:
+        return Orientation(swap_axes=False, flip_rows=d < 0, flip_cols=a < 0)
+    if {abs(b), abs(c)} == {1} and a == d == 0:
+        return Orientation(swap_axes=True, flip_rows=b < 0, flip_cols=c < 0)
+    return None
+
+
+def decoder_turns(matrix: Sequence[int]) -> int:
+    """Counter-clockwise quarter turns that a decoder reading only the rotation applies (decord does;
+    ``av_display_rotation_get``, rounded), 0-3."""
+    column_x, column_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not column_x or not column_y:
+        return 0
+    degrees = -math.degrees(math.atan2(matrix[1] / column_y, matrix[0] / column_x))
+    return round(degrees / 90) % 4
+
+
+def as_shown(pixels: np.ndarray, matrix: Sequence[int], turned: int = 0) -> np.ndarray:
+    """Decoded ``[H, W, ...]`` pixels as players show them, given the stream's display matrix and the
+    counter-clockwise quarter turns the decoder already applied (decord: ``decoder_turns``; PyAV: none). A
+    matrix that is not by quarter turns gets the decoders' rounded rotation."""
+    orientation = orientation_of(matrix)
+    if orientation is None:
+        return np.ascontiguousarray(np.rot90(pixels, decoder_turns(matrix) - turned))
+    return orientation.apply(np.rot90(pixels, -turned))
+
+
+def turning_shows_it(matrix: Sequence[int]) -> bool:
+    """Whether a decoder that turns frames by the rotation alone shows them right (no mirror in the matrix)."""
+    orientation = orientation_of(matrix)
+    return orientation is None or not orientation.mirrored
+
+
+def mp4_display_matrix(data: bytes) -> tuple[int, ...] | None:
+    """The display matrix of an MP4/MOV file's first video track (its ``tkhd``), from the bytes in memory;
+    None for other containers, a file without one, or boxes that do not parse."""
+    if data[4:8] != b"ftyp":
+        return None
+    for track in child_boxes(data, 0, len(data), b"moov", b"trak"):
+        header = next(child_boxes(data, *track, b"tkhd"), None)
+        handler = next(child_boxes(data, *track, b"mdia", b"hdlr"), None)
+        if header is None or handler is None or data[handler[0] + 8 : handler[0] + 12] != b"vide":
+            continue
+        long_times = data[header[0] : header[0] + 1] == b"\x01"  # version 1: 64-bit times
+        start = header[0] + (4 + 32 if long_times else 4 + 20) + 16  # version, times, ids; then reserved
+        if start + 36 <= header[1]:
+            return struct.unpack(">9i", data[start : start + 36])
+    return None
+
+
+def child_boxes(data: bytes, start: int, end: int, *path: bytes) -> Iterator[tuple[int, int]]:
+    """(payload start, payload end) of each box at ``path`` below the box payload ``data[start:end]``."""
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        header = 8
+        if size == 1 and offset + 16 <= end:
+            size, header = struct.unpack(">Q", data[offset + 8 : offset + 16])[0], 16
+        elif size == 0:
+            size = end - offset
+        if size < header or offset + size > end:
+            return
+        if kind == path[0]:
+            if len(path) == 1:
+                yield offset + header, offset + size
+            else:
+                yield from child_boxes(data, offset + header, offset + size, *path[1:])
+        offset += size
