@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from stages.base import ClipRecord, Stage
+from stages.flow_checks import squared_length
 from stages.measuring_size import map_at_processing_size
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
@@ -77,9 +78,12 @@ class ConditionsConfig:
 
 def area_pool(array: np.ndarray, factor: int, axis: int) -> np.ndarray:
     """Average consecutive groups of ``factor`` along ``axis``; a short last group averages what it has."""
-    count = array.shape[axis]
-    groups = [np.take(array, range(start, min(start + factor, count)), axis=axis) for start in range(0, count, factor)]
-    return np.stack([group.mean(axis=axis) for group in groups], axis=axis)
+    grouped = np.moveaxis(array, axis, 0)
+    whole = len(grouped) - len(grouped) % factor
+    pooled = grouped[:whole].reshape(whole // factor, factor, *grouped.shape[1:]).mean(axis=1)
+    if whole < len(grouped):
+        pooled = np.concatenate([pooled, grouped[whole:].mean(axis=0, keepdims=True)])
+    return np.moveaxis(pooled, 0, axis)
 
 
 def pool_2d(array: np.ndarray, factor: int) -> np.ndarray:
@@ -160,7 +164,7 @@ class ConditionsStage(Stage):
                 arrays["global_visibility"] = visible_low[-1]
                 arrays["region_grid"] = np.array(cfg.region_grid, np.int32)
             if "sparse_tracks" in names:
-                travel = np.linalg.norm(tracks.displacement, axis=-1).max(axis=0)
+                travel = np.sqrt(squared_length(tracks.displacement).max(axis=0))
                 points = spread_points(travel, tracks.visibility[-1], cfg.sparse_points)
                 ys, xs = points[:, 0], points[:, 1]
                 start = np.stack([xs, ys], axis=-1).astype(np.float32)  # (x, y) at frame 0

@@ -129,9 +129,10 @@ class FlowStage(Stage):
 
     @classmethod
     def _wanted(cls, video: DecodedVideo) -> list[tuple[int, int]]:
-        """Each frame pair measured at full size once: the measuring pairs and the chain both ways."""
+        """Each frame pair measured at full size once: the chain's steps, their backward pairs, then the measuring
+        pairs it does not hold (in that order, so the chain's flows are slices of the measured batch)."""
         pairs, steps = cls._pairs_and_steps(video)
-        return list(dict.fromkeys(pairs + steps + [(b, a) for a, b in steps]))
+        return list(dict.fromkeys(steps + [(b, a) for a, b in steps] + pairs))
 
     @classmethod
     def _missing_backward(cls, video: DecodedVideo) -> list[tuple[int, int]]:
@@ -205,7 +206,8 @@ class FlowStage(Stage):
         video = clip.video
         pairs, steps = self._pairs_and_steps(video)
         wanted = self._wanted(video)
-        flows = dict(zip(wanted, self._measured(clip, wanted, self._batch_flows, self._backend.flow), strict=True))
+        measured = self._measured(clip, wanted, self._batch_flows, self._backend.flow)
+        flows = dict(zip(wanted, measured, strict=True))
         forward = np.stack([field_at_measuring_size(flows[pair]) for pair in pairs])
         speeds = np.stack(
             [speed_pct_diag_per_s(field, video.interval_s(*pair)) for field, pair in zip(forward, pairs, strict=True)]
@@ -216,8 +218,9 @@ class FlowStage(Stage):
             mean_speed=mean_speed,
             pair_forward=forward,
             pair_consistent=forward_backward_consistent(forward, self._pair_backward(clip, pairs, flows)),
-            chain_forward=np.stack([flows[a, b] for a, b in steps]) if steps else np.zeros((0,)),
-            chain_backward=np.stack([flows[b, a] for a, b in steps]) if steps else np.zeros((0,)),
+            # views of the measured batch, not copies (tens of MB a clip with the chain)
+            chain_forward=measured[: len(steps)] if steps else np.zeros((0,)),
+            chain_backward=measured[len(steps) : 2 * len(steps)] if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),
         )
         clip.fields.update(
