@@ -35,7 +35,7 @@ class ConditionsConfig:
     """Which conditions to write and at which resolution.
 
     include: 'none' (default: statistics and scores, what filtering needs), 'all', or a comma-separated list of
-        motion_mask, heatmap, dense_tracks, region_trajectories, sparse_tracks (training sets; ~8x the CPU time).
+        motion_mask, heatmap, dense_tracks, region_trajectories, sparse_tracks (training sets; ~9x the CPU time).
     field_stride: dense fields are average-pooled by this factor from the processing size.
     region_grid: k of MotionPro's k x k region grid.
     heatmap_temporal, heatmap_spatial: latent-grid pooling factors (common video VAEs: 4 and 8).
