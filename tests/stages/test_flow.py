@@ -130,6 +130,26 @@ def test_pairs_are_analysed_at_the_measuring_size_against_a_backward_flow_of_hal
     assert motion.pair_consistent[0][8:-8, 8:-8].mean() > 0.9
 
 
+def test_a_batch_gives_each_clip_its_chain_flows_in_memory_of_its_own():
+    """The chain's flows live until the batch's clips are written: as views they would keep the whole batch's
+    flow array (every clip's measuring pairs too) alive that long."""
+    decode, flow = DecodeStage(DecodeConfig(), keep_chain=True), FlowStage(FlowConfig())
+    decode.setup()
+    flow.setup()
+    clips = [clip_record(make_clip(Scene(seed=seed, pan=(6.0, -3.0)))) for seed in (21, 22)]
+    decode.process(clips)
+    flow.process(clips)
+    for clip in clips:
+        motion, frames, chain = clip.motion, clip.video.frames, clip.video.chain
+        assert clip.ok and len(motion.chain_forward) == len(chain) - 1 > 0
+        assert motion.chain_forward.base is None and motion.chain_backward.base is None
+        first, second = chain[0], chain[1]
+        np.testing.assert_array_equal(motion.chain_forward[0], flow._backend.flow(frames[[first]], frames[[second]])[0])
+        np.testing.assert_array_equal(
+            motion.chain_backward[0], flow._backend.flow(frames[[second]], frames[[first]])[0]
+        )
+
+
 def test_flow_config_is_validated():
     with pytest.raises(ValueError, match="dis_preset"):
         FlowConfig(dis_preset="turbo")
