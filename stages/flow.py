@@ -30,6 +30,11 @@ from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_p
 
 FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
 FLOW_MAX_PERCENTILE = 99.9
+# A batch's clips share a backend call up to this many pairs, so a call's frames and flows stay under ~80 MB
+# at 341x256: the default's 4 pairs a clip share one call a batch; with --conditions all a clip brings ~94
+# (its tracking chain both ways) and goes alone. A whole batch in one call peaked at 1.21 GB RSS a worker
+# with --conditions all at 320x240, against 0.74 GB so.
+PAIRS_PER_SHARED_CALL = 64
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,27 @@ class FlowConfig:
         )
 
 
+def shared_calls(
+    clips: list[ClipRecord], pairs_of: Callable[[DecodedVideo], list[tuple[int, int]]]
+) -> list[list[ClipRecord]]:
+    """Clips grouped for shared backend calls: one frame size a call, at most ``PAIRS_PER_SHARED_CALL`` pairs
+    (a clip that has more goes alone); clips without pairs in none."""
+    calls: list[list[ClipRecord]] = []
+    filling: dict[tuple[int, ...], tuple[list[ClipRecord], int]] = {}  # frame size -> open call, its pairs
+    for clip in clips:
+        count = len(pairs_of(clip.video))
+        if not count:
+            continue
+        size = clip.video.frames.shape[1:]
+        call, held = filling.get(size, ([], 0))
+        if not call or held + count > PAIRS_PER_SHARED_CALL:
+            call, held = [], 0
+            calls.append(call)
+        call.append(clip)
+        filling[size] = (call, held + count)
+    return calls
+
+
 class FlowStage(Stage):
     """Per-clip speed statistics (resolution- and frame-rate-invariant) and the flows later stages need."""
 
@@ -141,8 +167,8 @@ class FlowStage(Stage):
         return [(b, a) for a, b in cls._pairs_and_steps(video)[0] if (b, a) not in wanted]
 
     def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
-        """The batch's clips share two backend calls (full-size pairs, then halved ones), not two a clip: through
-        a flow server each call is a round trip that waits for a GPU pass, and a worker waits on each in turn.
+        """The batch's clips share backend calls (full-size pairs, then halved ones), not two a clip: through a
+        flow server each call is a round trip that waits for a GPU pass, and a worker waits on each in turn.
         If a shared call fails for another reason than a lost server, clips go one by one (a bad one fails
         alone)."""
         clips = [clip for clip in batch if clip.ok]
@@ -164,19 +190,14 @@ class FlowStage(Stage):
         pairs_of: Callable[[DecodedVideo], list[tuple[int, int]]],
         measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
     ) -> dict[int, np.ndarray]:
-        """``measure`` over every clip's ``pairs_of`` pairs, one call per frame size -> flows by id(clip)."""
-        by_size: dict[tuple[int, ...], list[ClipRecord]] = {}
-        for clip in clips:
-            if pairs_of(clip.video):
-                by_size.setdefault(clip.video.frames.shape[1:], []).append(clip)
+        """``measure`` over every clip's ``pairs_of`` pairs, a call per ``shared_calls`` group -> flows by
+        id(clip)."""
         flows = {}
-        for same_size in by_size.values():
-            frames = [self._frames_of(clip.video, pairs_of(clip.video)) for clip in same_size]
+        for call in shared_calls(clips, pairs_of):
+            frames = [self._frames_of(clip.video, pairs_of(clip.video)) for clip in call]
             measured = measure(*(np.concatenate(side) for side in zip(*frames, strict=True)))
             ends = np.cumsum([len(first) for first, _ in frames])
-            flows.update(
-                (id(clip), chunk) for clip, chunk in zip(same_size, np.split(measured, ends[:-1]), strict=True)
-            )
+            flows.update((id(clip), chunk) for clip, chunk in zip(call, np.split(measured, ends[:-1]), strict=True))
         return flows
 
     def _measured(
@@ -218,10 +239,9 @@ class FlowStage(Stage):
             mean_speed=mean_speed,
             pair_forward=forward,
             pair_consistent=forward_backward_consistent(forward, self._pair_backward(clip, pairs, flows)),
-            # copies: views would keep the whole batch's flow array alive until the batch ends (+190 MB peak RSS
-            # a worker with --conditions all at 320x240; the copies cost no measurable time)
-            chain_forward=measured[: len(steps)].copy() if steps else np.zeros((0,)),
-            chain_backward=measured[len(steps) : 2 * len(steps)].copy() if steps else np.zeros((0,)),
+            # views, not copies: they keep their shared call's flows, which are mostly this chain's
+            chain_forward=measured[: len(steps)] if steps else np.zeros((0,)),
+            chain_backward=measured[len(steps) : 2 * len(steps)] if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),
         )
         clip.fields.update(

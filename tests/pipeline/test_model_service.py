@@ -19,11 +19,12 @@ from pipeline.ray_executor import served_models, worker_share
 from pipeline.shard_reader import resolve_shards
 from pipeline.synthetic_video import Scene, SceneObject, render_scene
 from pipeline.train_estimator import TrainConfig, train_estimator
+from stages import flow as flow_stage
 from stages.base import WorkerFault
 from stages.decode import DecodeConfig, DecodeStage
 from stages.decouple import DecoupleConfig
 from stages.estimator_model import CPU_CONFIG
-from stages.flow import FlowConfig, FlowStage
+from stages.flow import FlowConfig, FlowStage, shared_calls
 from stages.scoring import ScoringConfig, load_scorer
 
 needs_sam2 = pytest.mark.skipif(
@@ -111,6 +112,32 @@ def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_get
         alone.process([single])
         assert clip.ok and clip.fields == single.fields
         np.testing.assert_array_equal(clip.motion.pair_consistent, single.motion.pair_consistent)
+
+
+def test_shared_calls_stay_within_their_pair_budget_and_give_each_clip_its_own_flow(monkeypatch):
+    # with --conditions all a clip brings ~94 pairs: a batch's in one call would hold them all at once
+    monkeypatch.setattr(flow_stage, "PAIRS_PER_SHARED_CALL", 8)
+    server = FlowServer(FlowConfig(), wait_s=0.0)
+    served = FlowStage(FlowConfig())
+    served.serve_from(ServedFlow(server.backend_name(), server.flow))
+    alone = FlowStage(FlowConfig())
+    alone.setup()
+    payloads = [make_clip(Scene(seed=seed, pan=(3.0, 1.0)), 96, 64, seconds=1.0) for seed in range(5)]
+    batch = [clip_record(payload, key=f"clip-{index}") for index, payload in enumerate(payloads)]
+    DecodeStage(DecodeConfig(short_side=64)).process(batch)
+    assert [len(FlowStage._wanted(clip.video)) for clip in batch] == [4] * 5
+    assert [[clip.key for clip in call] for call in shared_calls(batch, FlowStage._wanted)] == [
+        ["clip-0", "clip-1"],
+        ["clip-2", "clip-3"],
+        ["clip-4"],
+    ]
+    served.process(batch)
+    assert server.forward_passes == 6  # 3 calls of full-size pairs, 3 of halved backward pairs
+    for clip, payload in zip(batch, payloads, strict=True):
+        single = clip_record(payload, key=clip.key)
+        DecodeStage(DecodeConfig(short_side=64)).process([single])
+        alone.process([single])
+        assert clip.ok and clip.fields == single.fields
 
 
 def test_a_lost_server_fails_the_worker_not_the_clip():

@@ -8,7 +8,7 @@ from conftest import clip_record, make_clip
 
 from pipeline.synthetic_video import Scene, SceneObject
 from stages.decode import DecodeConfig, DecodeStage
-from stages.flow import FlowConfig, FlowStage
+from stages.flow import PAIRS_PER_SHARED_CALL, FlowConfig, FlowStage
 from stages.flow_checks import forward_backward_consistent
 from stages.measuring_size import (
     field_at_measuring_size,
@@ -130,9 +130,9 @@ def test_pairs_are_analysed_at_the_measuring_size_against_a_backward_flow_of_hal
     assert motion.pair_consistent[0][8:-8, 8:-8].mean() > 0.9
 
 
-def test_a_batch_gives_each_clip_its_chain_flows_in_memory_of_its_own():
-    """The chain's flows live until the batch's clips are written: as views they would keep the whole batch's
-    flow array (every clip's measuring pairs too) alive that long."""
+def test_a_batch_keeps_no_more_flow_alive_than_its_clips_chains_need():
+    """The chain's flows are views that live until the batch's clips are written: a clip whose chain exceeds
+    a shared call's pair budget is measured alone, so its views keep its own flows alive, not the batch's."""
     decode, flow = DecodeStage(DecodeConfig(), keep_chain=True), FlowStage(FlowConfig())
     decode.setup()
     flow.setup()
@@ -141,8 +141,9 @@ def test_a_batch_gives_each_clip_its_chain_flows_in_memory_of_its_own():
     flow.process(clips)
     for clip in clips:
         motion, frames, chain = clip.motion, clip.video.frames, clip.video.chain
-        assert clip.ok and len(motion.chain_forward) == len(chain) - 1 > 0
-        assert motion.chain_forward.base is None and motion.chain_backward.base is None
+        wanted = FlowStage._wanted(clip.video)
+        assert clip.ok and len(motion.chain_forward) == len(chain) - 1 and len(wanted) > PAIRS_PER_SHARED_CALL
+        assert motion.chain_forward.base is motion.chain_backward.base and len(motion.chain_forward.base) == len(wanted)
         first, second = chain[0], chain[1]
         np.testing.assert_array_equal(motion.chain_forward[0], flow._backend.flow(frames[[first]], frames[[second]])[0])
         np.testing.assert_array_equal(
