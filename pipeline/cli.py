@@ -41,6 +41,9 @@ class TqdmProgress:
     def note(self, line: str) -> None:
         self.notes.append(line)
 
+    def waiting(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     def start(self) -> None:
         """Called once the workers are set up, so engine start-up does not dilute the clips/s rate."""
         from tqdm import tqdm

@@ -48,6 +48,9 @@ class ExecutionConfig:
     flow_server_pairs: most frame pairs in one forward pass of a flow server (a score server batches
         scoring.batch_size clips).
     model_server_wait_ms: how long a server waits for other workers' inputs before running a batch.
+    gpu_wait_s: when stages run on cuda and the cluster joined with --address has no GPU yet, how long to
+        wait for a GPU node (asking an autoscaler for one) before failing; the GPU nodes of a cluster start
+        minutes after its head (ray_cluster.yaml's head has none). 0: fail at once.
     """
 
     workers: int = 0
@@ -59,6 +62,7 @@ class ExecutionConfig:
     model_servers: int = -1
     flow_server_pairs: int = 64
     model_server_wait_ms: float = 10.0
+    gpu_wait_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -73,6 +77,8 @@ class ExecutionConfig:
             raise ValueError("execution.max_clip_attempts and execution.max_shard_attempts must be >= 1")
         if self.model_servers < -1 or self.flow_server_pairs < 1 or self.model_server_wait_ms < 0:
             raise ValueError("execution.model_servers must be >= -1, flow_server_pairs >= 1, model_server_wait_ms >= 0")
+        if self.gpu_wait_s < 0:
+            raise ValueError(f"execution.gpu_wait_s must be >= 0 (0 = no wait), got {self.gpu_wait_s}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ CPUs only.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from stages.flow import FlowStage
 from stages.scoring import ScoringStage
 
 POLL_INTERVAL_S = 0.25
+GPU_POLL_S = 1.0  # how often a run that waits for a GPU node looks again
 SERVED_WORKER_CPUS = 0.5  # a worker whose flow a GPU server computes: two a core (execution.worker_cpus)
 SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
 
@@ -231,6 +233,29 @@ def room_for(resources: Resources) -> bool:
     return workers_that_fit(ray.available_resources(), resources) >= 1
 
 
+def wait_for_gpu(config: RunConfig, progress: Progress) -> dict[str, float]:
+    """The cluster's resources, once it has a GPU if the stages need one and none is there yet: the GPU nodes
+    of an autoscaling cluster join minutes after its head (ray_cluster.yaml's head has none), so the run asks
+    the autoscaler for one and waits up to ``execution.gpu_wait_s`` instead of failing at once."""
+    import ray
+    from ray.autoscaler.sdk import request_resources
+
+    cluster = ray.cluster_resources()
+    wait_s = config.execution.gpu_wait_s
+    if cluster.get("GPU", 0.0) or not wait_s or not worker_resources(build_annotation_stages(config)).gpus:
+        return cluster
+    progress.waiting(f"waiting up to {wait_s:g} s for a GPU node to join the cluster (stages on cuda need one)")
+    request_resources(bundles=[{"GPU": 1}])
+    try:
+        deadline = time.monotonic() + wait_s
+        while not cluster.get("GPU", 0.0) and time.monotonic() < deadline:
+            time.sleep(GPU_POLL_S)
+            cluster = ray.cluster_resources()
+    finally:
+        request_resources()  # withdrawn: from here on the run's own actors are the demand an autoscaler sees
+    return cluster
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a local instance sized to this machine.
 
@@ -263,7 +288,8 @@ def annotate_on_ray(
 
     started_here = connect(address)
     try:
-        cluster = ray.cluster_resources()
+        # a local instance is this machine: no GPU joins it later
+        cluster = wait_for_gpu(config, progress) if address else ray.cluster_resources()
         models, groups = served_models(config, cluster)
         if groups > cluster.get("GPU", 0.0) and set(models) & set(models_on_gpu(config)):
             raise InsufficientResourcesError(
@@ -271,9 +297,11 @@ def annotate_on_ray(
             )
         resources = worker_share(config, models)
         if resources.gpus > cluster.get("GPU", 0.0):
+            wait_s = config.execution.gpu_wait_s if address else 0
+            waited = f" after waiting {wait_s:g} s for one to join" if wait_s else ""
             raise InsufficientResourcesError(
-                f"the stages need {resources.gpus} GPU per worker but the Ray cluster has {cluster.get('GPU', 0.0)}; "
-                "set --set flow.device=cpu, or run on a cluster with GPUs"
+                f"the stages need {resources.gpus:g} GPU per worker but the Ray cluster has "
+                f"{cluster.get('GPU', 0.0):g}{waited}; set --set flow.device=cpu, or run on a cluster with GPUs"
             )
         # auto: one worker per shard at most, as many as the cluster holds, growing as nodes join
         target = min(config.execution.workers or len(shard_paths), len(shard_paths))

@@ -68,6 +68,9 @@ class Progress(Protocol):
     def note(self, line: str) -> None:
         """A line for the end of the run (how the model servers were used)."""
 
+    def waiting(self, line: str) -> None:
+        """A line to show at once: the run waits on the cluster before any work starts."""
+
 
 def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, Any]:
     """What OUT/manifest/SHARD.json records about a shard's outcome."""
@@ -93,6 +96,9 @@ class SilentProgress:
         pass
 
     def note(self, line: str) -> None:
+        pass
+
+    def waiting(self, line: str) -> None:
         pass
 
 

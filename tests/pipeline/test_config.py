@@ -37,6 +37,7 @@ def test_yaml_then_toml_files_then_overrides(tmp_path):
         ("decode=3", "is a section"),
         ("decode.short_side", "section.key=value"),
         ("decode.max_frames=1", "max_frames must be >= 2"),
+        ("execution.gpu_wait_s=-1", "gpu_wait_s must be >= 0"),
     ],
 )
 def test_bad_config_is_a_clear_error(override, message):

@@ -158,6 +158,57 @@ def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
         assert_complete(out, shards=6, clips=3)
 
 
+RAFT_ON_CUDA = ("--flow-backend", "raft_small", "--allow-random-weights", "--set", "flow.device=cuda")
+WAIT_FOR_GPU = """
+import sys, time, ray
+from pipeline.config import build_config
+from pipeline.ray_executor import wait_for_gpu
+from pipeline.shard_runner import SilentProgress
+
+class Shown(SilentProgress):
+    def waiting(self, line):
+        print(line, flush=True)
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+config = build_config(overrides=["flow.backend=raft_small", "flow.allow_random_weights=true", "flow.device=cuda"])
+started = time.monotonic()
+cluster = wait_for_gpu(config, Shown())
+print(f"GPU {cluster.get('GPU', 0):g} after {time.monotonic() - started:.1f} s", flush=True)
+"""
+
+
+def test_a_run_on_cuda_waits_for_a_gpu_node_and_goes_on_once_one_joins():
+    # the GPU nodes of an autoscaling cluster join minutes after its head
+    with ray_head("--num-cpus=1", "--num-gpus=0") as (address, env, join):
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", WAIT_FOR_GPU, address], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert waiter.stdout.readline().startswith("waiting up to 900 s for a GPU node to join the cluster")
+            time.sleep(2)
+            assert waiter.poll() is None  # still waiting: no GPU yet
+            join("--num-cpus=1", "--num-gpus=1")
+            stdout, stderr = waiter.communicate(timeout=120)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+    assert waiter.returncode == 0, stderr[-3000:]
+    assert re.fullmatch(r"GPU 1 after \d+\.\d s\n", stdout), stdout
+
+
+def test_a_run_on_cuda_that_no_gpu_node_joins_fails_clearly_after_its_wait(tmp_path):
+    shards = small_shards(tmp_path / "in", shards=1, clips=1)
+    with ray_head("--num-cpus=1", "--num-gpus=0") as (address, env, _):
+        command = [MOTIONPIPE, "annotate", *shards, str(tmp_path / "out"), "--address", address, *RAFT_ON_CUDA,
+                   "--set", "execution.gpu_wait_s=3"]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "waiting up to 3 s for a GPU node to join the cluster" in done.stderr
+    assert "need 1 GPU per worker but the Ray cluster has 0 after waiting 3 s for one to join" in done.stderr
+    assert not list((tmp_path / "out").glob("metadata/*.parquet"))
+
+
 def flow_server_processes() -> list:
     import psutil
 

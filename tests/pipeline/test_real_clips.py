@@ -40,6 +40,9 @@ class CountingProgress:
     def note(self, line: str) -> None:
         pass
 
+    def waiting(self, line: str) -> None:
+        pass
+
 
 def test_real_clips_decode_and_annotate(shared_data, tmp_path):
     members = [(name, (shared_data / "videos" / name).read_bytes()) for name in REAL_CLIPS]
