@@ -1,6 +1,8 @@
+import io
 import json
 import math
 
+import av
 import numpy as np
 
 from pipeline.sample_data import CAMERA_MOTIONS, OBJECT_MOTIONS, SampleSpec, make_scene, write_sample_data
@@ -20,20 +22,30 @@ def test_shards_hold_every_clip_and_truth_stays_outside(tmp_path):
     assert truth["clip-000001"]["camera_motion"] == math.hypot(*truth["clip-000001"]["pan"])
 
 
+def decoded(payload: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(payload)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]).astype(np.int16)
+
+
 def test_a_seed_gives_the_same_clips_whether_shards_are_written_in_parallel_or_not(tmp_path):
     spec = SampleSpec(96, 64, 12.0, 0.5)
     serial = write_sample_data(tmp_path / "one", shards=1, clips_per_shard=2, seed=7, spec=spec)
     parallel = write_sample_data(tmp_path / "two", shards=2, clips_per_shard=1, seed=7, spec=spec)
-    assert [info["pan"] for info in serial.values()] == [info["pan"] for info in parallel.values()]
+    assert [{**info, "shard": ""} for info in serial.values()] == [{**info, "shard": ""} for info in parallel.values()]
     clips = {
         name: [
-            s.payloads["mp4"]
+            decoded(s.payloads["mp4"])
             for path in sorted((tmp_path / name / "shards").glob("*.tar"))
             for s in iter_samples(str(path))
         ]
         for name in ("one", "two")
     }
-    assert clips["one"] == clips["two"]
+    # not byte for byte: x264 does not always encode the same frames to the same bytes (seen here: about one
+    # encoding in six, 0.5 grey levels apart on average); another scene is tens of grey levels away
+    assert [clip.shape for clip in clips["one"]] == [clip.shape for clip in clips["two"]]
+    for one, two in zip(clips["one"], clips["two"], strict=True):
+        assert np.abs(one - two).mean() < 1.0
+    assert np.abs(clips["one"][0] - clips["two"][1]).mean() > 10
 
 
 def test_scenes_cycle_through_camera_and_object_motion():
