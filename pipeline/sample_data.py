@@ -117,9 +117,10 @@ def write_sample_data(
 ) -> dict[str, dict[str, Any]]:
     """Write ``OUT/shards/sample-NNNNNN.tar`` and ``OUT/ground_truth.json``; returns the ground truth by key.
 
-    Scenes are drawn in order from one generator (the same seed gives the same clips however many cores),
-    then shards are rendered and encoded in parallel, one process a shard up to the cores: rendering and
-    H.264 encoding take about a second a clip, which on a many-core benchmark machine is most of its set-up.
+    Scenes are drawn in order from one generator (the same seed gives the same scenes however many cores;
+    x264 may encode them to slightly different bytes), then shards are rendered and encoded in parallel, one
+    process a shard up to the cores: rendering and H.264 encoding take about a second a clip, which on a
+    many-core benchmark machine is most of its set-up.
     """
     if shards < 1 or clips_per_shard < 1:
         raise ValueError("shards and clips_per_shard must be >= 1")
