@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_throughput.py --raft-weights raft_large_C_T_SKHT_V2-ff5fadd5.pth \
         [--clips 400] [--clips-per-shard 5] [--server-pairs 16,32,64] [--worker-cpus 1,0.5] [--precision bf16] \
-        [--repeats 1]
+        [--repeats 1] [--conditions all]
 
 Generates clips (`sample-data`, 640x360, 24 fps, 2.5 s), then for each `execution.flow_server_pairs`
 value and each `execution.worker_cpus` value (1: a worker a core; 0.5, the default with a GPU flow server: two)
@@ -12,6 +12,8 @@ server per GPU batching the pairs of every shard worker, workers on the CPUs. Wh
 GPUs' mean utilisation over that same stretch (the target: >= 80% with RAFT-large). Without weights,
 --allow-random-weights measures speed (it does not depend on the weights). `--device cpu` runs the same
 path on CPU with one server and no utilisation (a check of the harness on a machine without GPU).
+`--conditions all` adds the training conditions: a clip's tracking chain both ways, ~94 pairs at 24 fps, is
+then most of the flow work (each clip its own server call).
 
 Shards are small (5 clips) so that there are many more of them than workers, as in production: work is
 handed out by shard, and with 16 shards for 15 workers (the first H100 runs) the run ends with one worker on
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--repeats", type=int, default=1, help="runs per setting, the fastest kept")
+    parser.add_argument("--conditions", default="none", help="annotate's --conditions (none, all or a list)")
     args = parser.parse_args()
     on_gpu = args.device == "cuda"
     gpus = gpu_count() if on_gpu else 1
@@ -100,7 +103,7 @@ def main() -> None:
         )  # fmt: skip
         clips = shards * per_shard
         print(f"{clips} clips 640x360 24 fps 2.5 s in {shards} shards; raft_large on {args.device} x{gpus}, "
-              f"{args.precision}")  # fmt: skip
+              f"{args.precision}, conditions {args.conditions}")  # fmt: skip
         print(f"{'server pairs':>12} {'worker CPUs':>11} {'s annotating':>13} {'clips/s/GPU':>12} {'GPU busy %':>11}")
         settings = [
             (int(pairs), float(cpus)) for pairs in args.server_pairs.split(",") for cpus in args.worker_cpus.split(",")
@@ -110,7 +113,8 @@ def main() -> None:
                 root / "shards", root / f"out-{pairs}-{cpus:g}", "--flow-backend", "raft_large", *weights,
                 *random_weights, "--set", f"flow.device={args.device}", "--set", f"flow.precision={args.precision}",
                 "--set", f"execution.flow_server_pairs={pairs}", "--set", f"execution.worker_cpus={cpus:g}",
-                "--set", "execution.model_servers=" + ("-1" if on_gpu else "1"), repeats=args.repeats,
+                "--set", "execution.model_servers=" + ("-1" if on_gpu else "1"), "--conditions", args.conditions,
+                repeats=args.repeats,
             )  # fmt: skip
             if on_gpu:
                 with GpuUtilisation(gpus) as utilisation:
