@@ -1,11 +1,11 @@
 """A video's display matrix: how players turn and mirror the coded frames before showing them.
 
-FFmpeg's layout (``AV_PKT_DATA_DISPLAYMATRIX``, the MP4 ``tkhd`` matrix): 9 int32 ``a b u c d v x y w`` mapping
-a coded point (x, y) to the shown ``(a x + c y, b x + d y)``, y pointing down. Decoders read only its rotation
-(FFmpeg's ``av_display_rotation_get``, PyAV's ``frame.rotation``, and decord, which turns frames by it), so a
-mirrored clip (a selfie camera) comes out turned instead: measured with decord 0.6, a horizontal mirror as a
-half turn and a vertical one not at all. Motion read from it would go the wrong way (a pan right as a pan
-left). Here the whole matrix is applied when it turns by quarter turns, mirrored or not.
+FFmpeg's layout (``AV_PKT_DATA_DISPLAYMATRIX``; in MP4 the ``tkhd`` matrix, then the ``mvhd`` one): 9 int32
+``a b u c d v x y w`` mapping a coded point (x, y) to the shown ``(a x + c y, b x + d y)``, y pointing down.
+Decoders read only its rotation (FFmpeg's ``av_display_rotation_get``, PyAV's ``frame.rotation``, and decord,
+which turns frames by it), so a mirrored clip (a selfie camera) comes out turned instead: measured with decord
+0.6, a horizontal mirror as a half turn and a vertical one not at all. Motion read from it would go the wrong
+way (a pan right as a pan left). Here the whole matrix is applied when it turns by quarter turns, mirrored or not.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FIXED_ONE = 1 << 16  # a, b, c, d are 16.16 fixed point
+TKHD_TIMES = (20, 32)  # bytes of times, track id and duration in a tkhd of version 0, 1
+MVHD_TIMES = (16, 28)  # bytes of times, timescale and duration in an mvhd of version 0, 1
 
 
 @dataclass(frozen=True)
@@ -83,20 +85,45 @@ def turning_shows_it(matrix: Sequence[int]) -> bool:
 
 
 def mp4_display_matrix(data: bytes) -> tuple[int, ...] | None:
-    """The display matrix of an MP4/MOV file's first video track (its ``tkhd``), from the bytes in memory;
-    None for other containers, a file without one, or boxes that do not parse."""
+    """The display matrix of an MP4/MOV file's first video track as FFmpeg reads it (its ``tkhd`` matrix, then
+    the movie's in ``mvhd``), from the bytes in memory; None for other containers, a file without one, or boxes
+    that do not parse."""
     if data[4:8] != b"ftyp":
         return None
-    for track in child_boxes(data, 0, len(data), b"moov", b"trak"):
+    movie = next(child_boxes(data, 0, len(data), b"moov"), None)
+    if movie is None:
+        return None
+    movie_header = next(child_boxes(data, *movie, b"mvhd"), None)
+    movie_span = matrix_span(data, movie_header, MVHD_TIMES) if movie_header else None
+    for track in child_boxes(data, *movie, b"trak"):
         header = next(child_boxes(data, *track, b"tkhd"), None)
         handler = next(child_boxes(data, *track, b"mdia", b"hdlr"), None)
         if header is None or handler is None or data[handler[0] + 8 : handler[0] + 12] != b"vide":
             continue
-        long_times = data[header[0] : header[0] + 1] == b"\x01"  # version 1: 64-bit times
-        start = header[0] + (4 + 32 if long_times else 4 + 20) + 16  # version, times, ids; then reserved
-        if start + 36 <= header[1]:
-            return struct.unpack(">9i", data[start : start + 36])
+        span = matrix_span(data, header, TKHD_TIMES)
+        if span is not None:
+            track_matrix = struct.unpack(">9i", data[span])
+            if movie_span is None:
+                return track_matrix
+            return followed_by(track_matrix, struct.unpack(">9i", data[movie_span]))
     return None
+
+
+def matrix_span(data: bytes, box: tuple[int, int], times: tuple[int, int]) -> slice | None:
+    """Where the matrix of a ``tkhd`` or ``mvhd`` box payload lies: after its version and flags, its times (``times``
+    bytes by version 0, 1) and 16 more bytes; None when the box is too short."""
+    start = box[0] + 4 + times[data[box[0] : box[0] + 1] == b"\x01"] + 16
+    return slice(start, start + 36) if start + 36 <= box[1] else None
+
+
+def followed_by(first: Sequence[int], then: Sequence[int]) -> tuple[int, ...]:
+    """The display matrix of ``first`` applied, then ``then``, in the fixed point of both (FFmpeg composes a
+    track's matrix with the movie's so): a, b, c, d, x, y are 16.16, u, v, w 2.30."""
+    rows = [first[index : index + 3] for index in (0, 3, 6)]
+    columns = [then[index::3] for index in range(3)]
+    return tuple(
+        sum((row[e] * column[e]) >> (30 if e == 2 else 16) for e in range(3)) for row in rows for column in columns
+    )
 
 
 def child_boxes(data: bytes, start: int, end: int, *path: bytes) -> Iterator[tuple[int, int]]:

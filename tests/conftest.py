@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from pipeline.shard_runner import build_annotation_stages
 from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer, render_scene
 from pipeline.video_encoding import encode_video
 from stages.base import ClipRecord, Stage
+from stages.display_matrix import MVHD_TIMES, child_boxes, matrix_span
 
 REPO = Path(__file__).resolve().parents[1]
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
@@ -68,6 +70,15 @@ def make_clip(
     frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
     return encode_video(frames, fps, container, codec, display_rotation=display_rotation, display_matrix=display_matrix)
 
+
+def with_movie_matrix(payload: bytes, matrix: Sequence[int]) -> bytes:
+    """An MP4 with ``matrix`` (FFmpeg's layout) written into its movie header (``mvhd``), which encoders leave as
+    identity but FFmpeg applies after the track's."""
+    movie = next(child_boxes(payload, 0, len(payload), b"moov"))
+    header = next(child_boxes(payload, *movie, b"mvhd"))
+    patched = bytearray(payload)
+    patched[matrix_span(payload, header, MVHD_TIMES)] = struct.pack(">9i", *matrix)
+    return bytes(patched)
 
 def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int, duration_s: float = 2.5) -> np.ndarray:
     """Where a scene's disc is at time t (still camera), at the given size, from the scene's own geometry."""

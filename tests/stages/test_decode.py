@@ -5,7 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import clip_record, make_clip
+from conftest import clip_record, make_clip, with_movie_matrix
 
 from pipeline.synthetic_video import Scene, render_scene
 from pipeline.video_encoding import encode_video
@@ -115,6 +115,38 @@ def test_mirrored_or_turned_video_is_decoded_as_players_show_it_by_both_backends
     assert (by_pyav.width, by_pyav.height) == (clip.fields["width"], clip.fields["height"])
     assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
+
+
+@pytest.mark.parametrize("track, movie", [((1, 0, 0, 1), (-1, 0, 0, 1)), ((-1, 0, 0, 1), (0, 1, -1, 0))])
+def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(track, movie):
+    """FFmpeg applies the movie header's matrix after the track's; decord turns by their product, so the mirror
+    of either must be read from both (here: a mirror in the movie header alone, then a mirror and a turn)."""
+    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 12)
+    one = 1 << 16
+
+    def matrix(a: int, b: int, c: int, d: int) -> list[int]:
+        return [a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30]
+
+    payload = with_movie_matrix(encode_video(coded, 24.0, display_matrix=matrix(*track)), matrix(*movie))
+    (a, b), (c, d) = np.array(track).reshape(2, 2) @ np.array(movie).reshape(2, 2)
+    shown = shown_by_the_matrix(coded[0], a, b, c, d)
+    clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload)
+    assert clip.ok and clip.fields["decode_backend"] == "decord"
+    assert np.abs(clip.video.frames[0].astype(int) - shown).mean() < 6
+    by_pyav = decode_with_pyav(payload, lambda fps: 12, lambda fps, count: [0], lambda frame: frame, threads=1)
+    assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
+
+
+@pytest.mark.parametrize("height", [24, 48, 72])
+def test_turned_frames_that_decord_misreads_are_decoded_by_pyav(height):
+    """decord 0.6 reads a turned frame of these coded heights as 4 or 6 channels of shuffled bytes."""
+    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, height, 24.0, 12)
+    clip = decoded(DecodeStage(DecodeConfig(short_side=16)), encode_video(coded, 24.0, display_rotation=90))
+    assert clip.ok and clip.fields["decode_backend"] == "pyav"
+    first = clip.video.frames[0]
+    assert first.shape[-1] == 3 and (clip.fields["width"], clip.fields["height"]) == (height, 96)
+    upright = cv2.resize(np.rot90(coded[0]), first.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(first.astype(int) - upright).mean() < 12
 
 def test_the_decoder_converts_only_the_planned_frames(decode, pan_clip):
     limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)

@@ -4,14 +4,16 @@ import io
 
 import av
 import pytest
-from conftest import make_clip
+from conftest import make_clip, with_movie_matrix
 
 from pipeline.synthetic_video import Scene
 from stages.display_matrix import decoder_turns, mp4_display_matrix, orientation_of
+from stages.video_decoders import display_matrix_of
 
 ONE = 1 << 16
 SIGNED_PERMUTATIONS = [
-    (1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, -1, 0), (0, -1, -1, 0)
+    (1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1),
+    (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, -1, 0), (0, -1, -1, 0),
 ]  # fmt: skip
 
 
@@ -37,6 +39,18 @@ def test_the_matrix_is_read_from_the_file_and_turns_as_ffmpeg_reads_its_rotation
     a, b, c, d = permutation
     assert orientation_of(matrix).mirrored == (a * d - b * c < 0)
 
+
+
+@pytest.mark.parametrize("track", [(1, 0, 0, 1), (-1, 0, 0, 1), (0, 1, -1, 0)], ids=["as coded", "mirror", "turn"])
+def test_the_movie_matrix_applies_after_the_tracks_as_ffmpeg_composes_them(clips, track):
+    """FFmpeg turns and mirrors by the track's matrix, then the movie header's: a file whose movie header turns
+    would otherwise be read as coded, and decord would turn it while we mirrored it."""
+    for movie in SIGNED_PERMUTATIONS:
+        payload = with_movie_matrix(clips[track], matrix_of(*movie))
+        with av.open(io.BytesIO(payload)) as container:
+            by_ffmpeg = display_matrix_of(next(container.decode(video=0)))
+        # FFmpeg attaches no matrix when the two cancel out
+        assert mp4_display_matrix(payload) == (by_ffmpeg or matrix_of(1, 0, 0, 1)), (track, movie)
 
 def test_files_without_a_readable_matrix_give_none_and_never_raise(clips):
     mirrored = clips[(-1, 0, 0, 1)]
