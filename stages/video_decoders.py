@@ -76,9 +76,9 @@ def decode_with_decord(
         if index in wanted:
             pixels = frame.asnumpy()
             if pixels.shape[-1] != 3:
-                # decord 0.6 infers channels from a turned frame's padded row length: coded heights of 16, 24,
-                # 48 or 72 px come out as 4 or 6 "channels" of shuffled bytes; PyAV then decodes the clip
-                raise ValueError(f"decord misread a turned frame as {pixels.shape[-1]} channels")
+                # decord 0.6 infers channels from a frame's padded row length: frames 16, 24, 48 or 72 px wide
+                # (as shown) come out as 4 or 6 "channels" of shuffled bytes; PyAV then decodes the clip
+                raise ValueError(f"decord misread a {pixels.shape[1]} px wide frame as {pixels.shape[-1]} channels")
             frames[index] = resize(pixels if mirror is None else as_shown(pixels, mirror, decoder_turns(mirror)))
     times = reader.get_frame_timestamp(list(range(count)))[:, 0].astype(np.float64) if count else np.zeros(0)
     return VideoFrames(

@@ -137,16 +137,20 @@ def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(trac
     assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
 
-@pytest.mark.parametrize("height", [24, 48, 72])
-def test_turned_frames_that_decord_misreads_are_decoded_by_pyav(height):
-    """decord 0.6 reads a turned frame of these coded heights as 4 or 6 channels of shuffled bytes."""
-    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, height, 24.0, 12)
-    clip = decoded(DecodeStage(DecodeConfig(short_side=16)), encode_video(coded, 24.0, display_rotation=90))
+@pytest.mark.parametrize("width, height, rotation", [(72, 48, 0), (96, 24, 90), (96, 48, -90), (96, 72, 90)])
+def test_frames_that_decord_misreads_are_decoded_by_pyav(width, height, rotation):
+    """decord 0.6 reads frames 16, 24, 48 or 72 px wide as shown (turned or not) as 4 or 6 channels of shuffled
+    bytes."""
+    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), width, height, 24.0, 12)
+    clip = decoded(DecodeStage(DecodeConfig(short_side=16)), encode_video(coded, 24.0, display_rotation=rotation))
     assert clip.ok and clip.fields["decode_backend"] == "pyav"
+    upright = np.rot90(coded[0], rotation // 90)
+    assert (clip.fields["width"], clip.fields["height"]) == (upright.shape[1], upright.shape[0])
     first = clip.video.frames[0]
-    assert first.shape[-1] == 3 and (clip.fields["width"], clip.fields["height"]) == (height, 96)
-    upright = cv2.resize(np.rot90(coded[0]), first.shape[1::-1], interpolation=cv2.INTER_AREA)
-    assert np.abs(first.astype(int) - upright).mean() < 12
+    assert first.shape[-1] == 3
+    expected = cv2.resize(upright, first.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(first.astype(int) - expected).mean() < 12
+
 
 def test_the_decoder_converts_only_the_planned_frames(decode, pan_clip):
     limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
