@@ -80,6 +80,7 @@ def with_movie_matrix(payload: bytes, matrix: Sequence[int]) -> bytes:
     patched[matrix_span(payload, header, MVHD_TIMES)] = struct.pack(">9i", *matrix)
     return bytes(patched)
 
+
 def disc_mask(scene: Scene, obj: SceneObject, t: float, width: int, height: int, duration_s: float = 2.5) -> np.ndarray:
     """Where a scene's disc is at time t (still camera), at the given size, from the scene's own geometry."""
     renderer = SceneRenderer(scene, width / height, duration_s)

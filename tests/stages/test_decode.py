@@ -116,7 +116,6 @@ def test_mirrored_or_turned_video_is_decoded_as_players_show_it_by_both_backends
     assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
 
-
 @pytest.mark.parametrize("track, movie", [((1, 0, 0, 1), (-1, 0, 0, 1)), ((-1, 0, 0, 1), (0, 1, -1, 0))])
 def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(track, movie):
     """FFmpeg applies the movie header's matrix after the track's; decord turns by their product, so the mirror

@@ -40,7 +40,6 @@ def test_the_matrix_is_read_from_the_file_and_turns_as_ffmpeg_reads_its_rotation
     assert orientation_of(matrix).mirrored == (a * d - b * c < 0)
 
 
-
 @pytest.mark.parametrize("track", [(1, 0, 0, 1), (-1, 0, 0, 1), (0, 1, -1, 0)], ids=["as coded", "mirror", "turn"])
 def test_the_movie_matrix_applies_after_the_tracks_as_ffmpeg_composes_them(clips, track):
     """FFmpeg turns and mirrors by the track's matrix, then the movie header's: a file whose movie header turns
@@ -51,6 +50,7 @@ def test_the_movie_matrix_applies_after_the_tracks_as_ffmpeg_composes_them(clips
             by_ffmpeg = display_matrix_of(next(container.decode(video=0)))
         # FFmpeg attaches no matrix when the two cancel out
         assert mp4_display_matrix(payload) == (by_ffmpeg or matrix_of(1, 0, 0, 1)), (track, movie)
+
 
 def test_files_without_a_readable_matrix_give_none_and_never_raise(clips):
     mirrored = clips[(-1, 0, 0, 1)]
