@@ -90,7 +90,9 @@ EXPECTED_ERRORS = {
     "../escape": "input:unsafe_name",
     "/absolute/clip": "input:unsafe_name",
 }
-EXPECTED_OK = ("clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "caf\\xe9")
+EXPECTED_OK = (
+    "clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "thumbnail", "caf\\xe9"
+)  # fmt: skip
 MIRROR = (-1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # display matrix: x -> -x (a selfie camera)
 
 
@@ -118,6 +120,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
             ("variable_rate.mp4", encoded("mp4", "libx264", "yuv420p", frames=60, times_ms=steps_ms)),
             ("rotated.mp4", rotated),
             ("mirrored.mp4", mirrored),
+            ("thumbnail.mp4", make_clip(Scene(seed=8, pan=(6.0, 0.0)), 72, 48, seconds=1.5)),  # decord misreads it
             ("../escape.mp4", clip),
             ("/absolute/clip.mp4", clip),
             ("clip.mp4", clip),  # the key 'clip' again, not adjacent: a second sample with the same key
@@ -172,6 +175,14 @@ def test_a_mirrored_clip_is_measured_as_displayed(hostile_run):
     assert shown["cam_ty"] == pytest.approx(coded["cam_tx"] / 2, rel=0.15)
 
 
+
+def test_a_thumbnail_that_decord_misreads_is_decoded_by_pyav_and_measured(hostile_run):
+    """decord returns frames 72 px wide as 4 channels of shuffled bytes; PyAV decodes them right."""
+    _, rows = hostile_run
+    coded, thumbnail = rows["clip"][0], rows["thumbnail"][0]
+    assert thumbnail["decode_backend"] == "pyav" and (thumbnail["width"], thumbnail["height"]) == (72, 48)
+    assert thumbnail["camera_type"] == coded["camera_type"] and coded["camera_type"].startswith("pan")
+
 def test_a_duplicated_key_gets_a_second_row_marked_as_such(hostile_run):
     _, rows = hostile_run
     assert [(row["status"], row["error"]) for row in rows["clip"]] == [("ok", None), ("error", "input:duplicate_key")]
@@ -184,4 +195,4 @@ def test_nothing_is_written_outside_out_and_unsafe_keys_are_not_stored(hostile_r
     with tarfile.open(root / "work" / "out" / "conditions" / "hostile-000.tar") as archive:
         stored = [member.name for member in archive.getmembers()]
     assert sorted(stored) == sorted(f"{key}.npz" for key in EXPECTED_OK if key != "caf\\xe9")
-    assert sum(len(found) for found in rows.values()) == 18  # one row per sample
+    assert sum(len(found) for found in rows.values()) == 19  # one row per sample
