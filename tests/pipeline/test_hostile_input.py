@@ -23,9 +23,7 @@ SIZE = (96, 64)
 FPS = 24
 
 
-def encoded(
-    container: str, codec: str, pix_fmt: str, frames: int = 24, times_ms: list[int] | None = None
-) -> bytes:
+def encoded(container: str, codec: str, pix_fmt: str, frames: int = 24, times_ms: list[int] | None = None) -> bytes:
     """Real clips of a panning texture in formats the shared encoder does not make (grey, 10-bit, MJPEG, VFR)."""
     texture = (np.random.default_rng(0).random((SIZE[1], SIZE[0] * 3, 3)) * 255).astype(np.uint8)
     buffer = io.BytesIO()
@@ -175,13 +173,13 @@ def test_a_mirrored_clip_is_measured_as_displayed(hostile_run):
     assert shown["cam_ty"] == pytest.approx(coded["cam_tx"] / 2, rel=0.15)
 
 
-
 def test_a_thumbnail_that_decord_misreads_is_decoded_by_pyav_and_measured(hostile_run):
     """decord returns frames 72 px wide as 4 channels of shuffled bytes; PyAV decodes them right."""
     _, rows = hostile_run
     coded, thumbnail = rows["clip"][0], rows["thumbnail"][0]
     assert thumbnail["decode_backend"] == "pyav" and (thumbnail["width"], thumbnail["height"]) == (72, 48)
     assert thumbnail["camera_type"] == coded["camera_type"] and coded["camera_type"].startswith("pan")
+
 
 def test_a_duplicated_key_gets_a_second_row_marked_as_such(hostile_run):
     _, rows = hostile_run
