@@ -161,6 +161,20 @@ def test_losing_a_node_mid_run_keeps_every_row_exactly_once(tmp_path):
         assert_complete(out, shards=6, clips=3)
 
 
+def test_address_auto_joins_the_cluster_that_ray_start_began(tmp_path):
+    """On the cluster launcher's head (ray_cluster.yaml), `annotate --address auto` finds the running cluster and
+    runs its workers there; it leaves the cluster up."""
+    shards = small_shards(tmp_path / "in", shards=2, clips=2)
+    with ray_head("--num-cpus=2") as (address, env, _):  # no cluster found: ray.init("auto") raises, never starts one
+        done = subprocess.run(
+            [MOTIONPIPE, "annotate", *shards, str(tmp_path / "out"), "--address", "auto", *STATISTICS_ONLY],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert alive_nodes(address, env) == 1  # still up after the run
+    assert_complete(tmp_path / "out", shards=2, clips=2)
+
+
 RAFT_ON_CUDA = ("--flow-backend", "raft_small", "--allow-random-weights", "--set", "flow.device=cuda")
 WAIT_FOR_GPU = """
 import sys, time, ray
