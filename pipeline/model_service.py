@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stages.decouple import DecoupleConfig
-from stages.flow import FlowConfig
+from stages.flow import FlowCall, FlowConfig
 from stages.flow_backends import FlowBackend
 from stages.scoring import ScoringConfig, load_scorer
 from stages.segmenters import Sam2Segmenter
@@ -26,8 +26,10 @@ from stages.segmenters import Sam2Segmenter
 
 @dataclass(eq=False)  # requests are distinct callers, never compared by their arrays
 class Request:
-    """One caller's inputs (arrays sharing their first, batch, axis), and where its answer (or error) lands."""
+    """One caller's inputs (arrays sharing their first, batch, axis) for one of the server's runs, and where its
+    answer (or error) lands."""
 
+    run: str
     inputs: tuple[np.ndarray, ...]
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
@@ -38,8 +40,9 @@ class Request:
         return len(self.inputs[0])
 
     @property
-    def shapes(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(array.shape[1:] for array in self.inputs)
+    def kind(self) -> tuple[str, tuple[int, ...], ...]:
+        """What requests sharing a pass must have in common: the run and the shapes of their items."""
+        return (self.run, *(array.shape[1:] for array in self.inputs))
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,14 @@ class ServerLoad:
 
 
 class BatchingServer:
-    """Batches concurrent calls of ``run``: waits up to ``wait_s`` for more callers once one arrives, then runs up
-    to ``max_items`` items (at least one whole request) in one call. Only inputs of one shape share a call
-    (clips of other sizes wait for the next one). One thread runs the model: torchvision's RAFT keeps a call's
-    correlation pyramid on the module, so two concurrent forward passes corrupt each other (seen on an H100)."""
+    """Batches concurrent calls of its ``runs`` (by name): waits up to ``wait_s`` for more callers once one arrives,
+    then runs up to ``max_items`` items (at least one whole request) in one call. Only calls of one run with inputs
+    of one shape share a call (the others wait for the next one). One thread runs the model for every run:
+    torchvision's RAFT keeps a call's correlation pyramid on the module, so two concurrent forward passes corrupt
+    each other (seen on an H100)."""
 
-    def __init__(self, run: Callable[..., np.ndarray], max_items: int, wait_s: float) -> None:
-        self.run = run
+    def __init__(self, runs: dict[str, Callable[..., np.ndarray]], max_items: int, wait_s: float) -> None:
+        self.runs = runs
         self.max_items = max_items
         self.wait_s = wait_s
         self.forward_passes = 0
@@ -80,9 +84,9 @@ class BatchingServer:
         self._arrived = threading.Condition()
         threading.Thread(target=self._serve, daemon=True, name="model-batcher").start()
 
-    def call(self, *inputs: np.ndarray) -> np.ndarray:
-        """``run``'s answer for these inputs alone; blocks until their batch has run."""
-        request = Request(inputs)
+    def call(self, run: str, *inputs: np.ndarray) -> np.ndarray:
+        """The answer of ``runs[run]`` for these inputs alone; blocks until their batch has run."""
+        request = Request(run, inputs)
         with self._arrived:
             self._first_call_at = self._first_call_at or time.monotonic()
             self._pending.append(request)
@@ -100,10 +104,10 @@ class BatchingServer:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._arrived.wait(left):
                     break
-            shapes = self._pending[0].shapes
+            kind = self._pending[0].kind
             batch, waiting, items = [], [], 0
             for request in self._pending:
-                fits = request.shapes == shapes and (not batch or items + request.items <= self.max_items)
+                fits = request.kind == kind and (not batch or items + request.items <= self.max_items)
                 (batch if fits else waiting).append(request)
                 items += request.items if fits else 0
             self._pending = waiting
@@ -115,7 +119,7 @@ class BatchingServer:
             started = time.monotonic()
             try:
                 stacked = [np.concatenate(arrays) for arrays in zip(*(r.inputs for r in batch), strict=True)]
-                results = self.run(*stacked)
+                results = self.runs[batch[0].run](*stacked)
                 self.forward_passes += 1
                 self._items += len(results)
                 start = 0
@@ -142,10 +146,14 @@ class FlowServer(BatchingServer):
 
     def __init__(self, config: FlowConfig, max_pairs: int = 64, wait_s: float = 0.01) -> None:
         self.backend = replace(config, batch_size=max_pairs).build_backend()
-        super().__init__(self.backend.flow, max_pairs, wait_s)
+        runs = {"flow": self.backend.flow, "flow_at_measuring_size": self.backend.flow_at_measuring_size}
+        super().__init__(runs, max_pairs, wait_s)
 
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.call(first, second)
+        return self.call("flow", first, second)
+
+    def flow_at_measuring_size(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self.call("flow_at_measuring_size", first, second)
 
     def backend_name(self) -> str:
         return self.backend.name
@@ -156,10 +164,10 @@ class ScoreServer(BatchingServer):
 
     def __init__(self, config: ScoringConfig, wait_s: float = 0.01) -> None:
         score, self.version = load_scorer(config)
-        super().__init__(score, config.batch_size, wait_s)
+        super().__init__({"score": score}, config.batch_size, wait_s)
 
     def score(self, inputs: np.ndarray) -> np.ndarray:
-        return self.call(inputs)
+        return self.call("score", inputs)
 
     def estimator_version(self) -> str:
         return self.version
@@ -184,11 +192,16 @@ class SegmentServer:
 
 
 class ServedFlow(FlowBackend):
-    """A FlowBackend whose work happens in a FlowServer reached through ``call(first, second)``."""
+    """A FlowBackend whose work happens in a FlowServer, reached through calls of its ``flow`` and
+    ``flow_at_measuring_size``."""
 
-    def __init__(self, name: str, call: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    def __init__(self, name: str, flow: FlowCall, flow_at_measuring_size: FlowCall) -> None:
         self.name = name
-        self._call = call
+        self._flow = flow
+        self._flow_at_measuring_size = flow_at_measuring_size
 
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self._call(first, second)
+        return self._flow(first, second)
+
+    def flow_at_measuring_size(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self._flow_at_measuring_size(first, second)

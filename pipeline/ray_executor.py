@@ -125,8 +125,11 @@ def serve_stages(stages: list[Stage], servers: dict[str, Any]) -> None:
 
     for stage in stages:
         if isinstance(stage, FlowStage) and "flow" in servers:
-            name = ray.get(servers["flow"].backend_name.remote())
-            stage.serve_from(ServedFlow(name, remote_call(servers["flow"].flow, "flow")))
+            server = servers["flow"]
+            name = ray.get(server.backend_name.remote())
+            stage.serve_from(
+                ServedFlow(name, remote_call(server.flow, "flow"), remote_call(server.flow_at_measuring_size, "flow"))
+            )
         if isinstance(stage, ScoringStage) and "scoring" in servers:
             version = ray.get(servers["scoring"].estimator_version.remote())
             stage.serve_from(remote_call(servers["scoring"].score, "score"), version)

@@ -3,9 +3,10 @@
 It computes forward flow on the measuring pairs (statistics, camera model) and, when tracks are
 built, forward and backward flow along the tracking chain, each frame pair only once. The pairs are
 analysed at the measuring size (stages/measuring_size.py: half the processing size, where DIS
-resolves flow). A pair's backward flow feeds only the forward-backward check, so where the chain does
-not provide it, it is measured on frames halved by a pyramid step, which is that size: less than half
-the cost of both at full size, the same decoupled scores (benchmarks/RESULTS.md)."""
+resolves flow), so the backend reads them there (RAFT before the field leaves the GPU: a quarter of it
+crosses to the host and back from a flow server). A pair's backward flow feeds only the forward-backward
+check, so where the chain does not provide it, it is measured on frames halved by a pyramid step, which is
+that size: less than half the cost of both at full size, the same decoupled scores (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from stages.measuring_size import field_at_measuring_size
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
+PairsOf = Callable[[DecodedVideo], list[tuple[int, int]]]
+FlowCall = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FLOW_MAX_PERCENTILE = 99.9
 # A batch's clips share a backend call up to this many pairs, so a call's frames and flows stay under ~80 MB
 # at 341x256: the default's 4 pairs a clip share one call a batch; with --conditions all a clip brings ~94
@@ -101,9 +104,7 @@ class FlowConfig:
         )
 
 
-def shared_calls(
-    clips: list[ClipRecord], pairs_of: Callable[[DecodedVideo], list[tuple[int, int]]]
-) -> list[list[ClipRecord]]:
+def shared_calls(clips: list[ClipRecord], pairs_of: PairsOf) -> list[list[ClipRecord]]:
     """Clips grouped for shared backend calls: one frame size a call, at most ``PAIRS_PER_SHARED_CALL`` pairs
     (a clip that has more goes alone); clips without pairs in none."""
     calls: list[list[ClipRecord]] = []
@@ -131,8 +132,7 @@ class FlowStage(Stage):
         self.config = config
         self.resources = Resources(cpus=1.0, gpus=1.0 if config.neural and config.device == "cuda" else 0.0)
         self._backend: FlowBackend | None = None
-        self._batch_flows: dict[int, np.ndarray] = {}  # id(clip) -> flows of its wanted pairs, while a batch runs
-        self._batch_halved: dict[int, np.ndarray] = {}  # id(clip) -> halved backward flows of its missing pairs
+        self._batch: dict[str, dict[int, np.ndarray]] = {}  # group -> id(clip) -> its flows, while a batch runs
 
     def serve_from(self, backend: FlowBackend) -> None:
         """Use a backend that lives elsewhere (a shared flow server): this worker then loads no model."""
@@ -154,41 +154,58 @@ class FlowStage(Stage):
         return pairs, list(zip(video.chain[:-1].tolist(), video.chain[1:].tolist(), strict=True))
 
     @classmethod
-    def _wanted(cls, video: DecodedVideo) -> list[tuple[int, int]]:
-        """Each frame pair measured at full size once: the chain's steps, their backward pairs, then the measuring
-        pairs it does not hold (in that order, so the chain's flows are slices of the measured batch)."""
-        pairs, steps = cls._pairs_and_steps(video)
-        return list(dict.fromkeys(steps + [(b, a) for a, b in steps] + pairs))
+    def _full_size(cls, video: DecodedVideo) -> list[tuple[int, int]]:
+        """The chain's steps, then their backward pairs: measured at full size, which tracks follow (in that order,
+        so the chain's flows are slices of their call)."""
+        steps = cls._pairs_and_steps(video)[1]
+        return list(dict.fromkeys(steps + [(b, a) for a, b in steps]))
+
+    @classmethod
+    def _at_measuring_size(cls, video: DecodedVideo) -> list[tuple[int, int]]:
+        """The measuring pairs that the chain does not give: analysed only at the measuring size."""
+        full = set(cls._full_size(video))
+        return [pair for pair in cls._pairs_and_steps(video)[0] if pair not in full]
 
     @classmethod
     def _missing_backward(cls, video: DecodedVideo) -> list[tuple[int, int]]:
         """Backward pairs of the measuring pairs that the chain does not give (measured on halved frames)."""
-        wanted = set(cls._wanted(video))
-        return [(b, a) for a, b in cls._pairs_and_steps(video)[0] if (b, a) not in wanted]
+        full = set(cls._full_size(video))
+        return [(b, a) for a, b in cls._pairs_and_steps(video)[0] if (b, a) not in full]
+
+    def _groups(self) -> dict[str, tuple[PairsOf, FlowCall]]:
+        """How a clip's pairs are measured: group -> (its pairs, the backend method that measures them)."""
+        backend = self._backend
+        return {
+            "full": (self._full_size, backend.flow),
+            "measuring": (self._at_measuring_size, backend.flow_at_measuring_size),
+            "halved": (self._missing_backward, backend.flow_of_halved_frames),
+        }
 
     def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
-        """The batch's clips share backend calls (full-size pairs, then halved ones), not two a clip: through a
-        flow server each call is a round trip that waits for a GPU pass, and a worker waits on each in turn.
-        If a shared call fails for another reason than a lost server, clips go one by one (a bad one fails
+        """The batch's clips share backend calls (a call a group of pairs and frame size), not a call a clip:
+        through a flow server each call is a round trip that waits for a GPU pass, and a worker waits on each in
+        turn. If a shared call fails for another reason than a lost server, clips go one by one (a bad one fails
         alone)."""
         clips = [clip for clip in batch if clip.ok]
         try:
-            self._batch_flows = self._flows_of_all(clips, self._wanted, self._backend.flow)
-            self._batch_halved = self._flows_of_all(clips, self._missing_backward, self._backend.flow_of_halved_frames)
+            self._batch = {
+                group: self._flows_of_all(clips, pairs_of, measure)
+                for group, (pairs_of, measure) in self._groups().items()
+            }
         except WorkerFault:
             raise
         except Exception:  # noqa: BLE001 - the per-clip path below tells which clip fails and why
-            self._batch_flows, self._batch_halved = {}, {}
+            self._batch = {}
         try:
             return super().process(batch)
         finally:
-            self._batch_flows, self._batch_halved = {}, {}
+            self._batch = {}
 
     def _flows_of_all(
         self,
         clips: list[ClipRecord],
-        pairs_of: Callable[[DecodedVideo], list[tuple[int, int]]],
-        measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        pairs_of: PairsOf,
+        measure: FlowCall,
     ) -> dict[int, np.ndarray]:
         """``measure`` over every clip's ``pairs_of`` pairs, a call per ``shared_calls`` group -> flows by
         id(clip)."""
@@ -200,36 +217,35 @@ class FlowStage(Stage):
             flows.update((id(clip), chunk) for clip, chunk in zip(call, np.split(measured, ends[:-1]), strict=True))
         return flows
 
-    def _measured(
-        self,
-        clip: ClipRecord,
-        pairs: list[tuple[int, int]],
-        batch_flows: dict[int, np.ndarray],
-        measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    ) -> np.ndarray:
-        """The clip's flows of ``pairs``: from the batch's shared call when it made them, else measured now."""
-        if id(clip) in batch_flows:
-            return batch_flows[id(clip)]
+    def _measured(self, clip: ClipRecord, group: str) -> np.ndarray:
+        """The clip's flows of a group of pairs: from the batch's shared call when it made them, else measured
+        now."""
+        shared = self._batch.get(group, {})
+        if id(clip) in shared:
+            return shared[id(clip)]
+        pairs_of, measure = self._groups()[group]
+        pairs = pairs_of(clip.video)
         return measure(*self._frames_of(clip.video, pairs)) if pairs else np.zeros((0,))
 
     def _pair_backward(
-        self, clip: ClipRecord, pairs: list[tuple[int, int]], flows: dict[tuple[int, int], np.ndarray]
+        self, clip: ClipRecord, pairs: list[tuple[int, int]], full: dict[tuple[int, int], np.ndarray]
     ) -> np.ndarray:
         """Backward flow of each measuring pair at the measuring size: the chain's where it has the pair, else
         measured on frames halved by a pyramid step (it feeds only the forward-backward check)."""
-        missing = self._missing_backward(clip.video)
-        halved = iter(self._measured(clip, missing, self._batch_halved, self._backend.flow_of_halved_frames))
-        return np.stack([field_at_measuring_size(flows[b, a]) if (b, a) in flows else next(halved) for a, b in pairs])
+        halved = iter(self._measured(clip, "halved"))
+        return np.stack([field_at_measuring_size(full[b, a]) if (b, a) in full else next(halved) for a, b in pairs])
 
     def process_clip(self, clip: ClipRecord) -> None:
         if self._backend is None:
             raise RuntimeError("FlowStage.setup() must run before process()")
         video = clip.video
         pairs, steps = self._pairs_and_steps(video)
-        wanted = self._wanted(video)
-        measured = self._measured(clip, wanted, self._batch_flows, self._backend.flow)
-        flows = dict(zip(wanted, measured, strict=True))
-        forward = np.stack([field_at_measuring_size(flows[pair]) for pair in pairs])
+        chain = self._measured(clip, "full")
+        full = dict(zip(self._full_size(video), chain, strict=True))
+        measuring = dict(zip(self._at_measuring_size(video), self._measured(clip, "measuring"), strict=True))
+        forward = np.stack(
+            [measuring[pair] if pair in measuring else field_at_measuring_size(full[pair]) for pair in pairs]
+        )
         speeds = np.stack(
             [speed_pct_diag_per_s(field, video.interval_s(*pair)) for field, pair in zip(forward, pairs, strict=True)]
         )
@@ -238,10 +254,10 @@ class FlowStage(Stage):
         clip.motion = MotionFlows(
             mean_speed=mean_speed,
             pair_forward=forward,
-            pair_consistent=forward_backward_consistent(forward, self._pair_backward(clip, pairs, flows)),
+            pair_consistent=forward_backward_consistent(forward, self._pair_backward(clip, pairs, full)),
             # views, not copies: they keep their shared call's flows, which are mostly this chain's
-            chain_forward=measured[: len(steps)] if steps else np.zeros((0,)),
-            chain_backward=measured[len(steps) : 2 * len(steps)] if steps else np.zeros((0,)),
+            chain_forward=chain[: len(steps)] if steps else np.zeros((0,)),
+            chain_backward=chain[len(steps) : 2 * len(steps)] if steps else np.zeros((0,)),
             chain_dt_s=np.array([video.interval_s(a, b) for a, b in steps]),
         )
         clip.fields.update(

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stages.measuring_size import STRIDE, field_at_measuring_size
+
 DIS_PRESETS: dict[str, tuple[int, dict[str, int]]] = {
     "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}),
     "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
@@ -43,6 +45,11 @@ class FlowBackend(ABC):
     @abstractmethod
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """``uint8[B, H, W, 3]`` pairs -> ``float32[B, H, W, 2]`` flow in px from ``first`` to ``second``."""
+
+    def flow_at_measuring_size(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """The flow read at the measuring pixels, in half-size px (stages/measuring_size.py): for pairs analysed
+        only there, a quarter of the field to keep and, from a flow server, to ship back."""
+        return field_at_measuring_size(self.flow(first, second))
 
     def flow_of_halved_frames(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Flow of the frames halved by a Gaussian pyramid step (each smooths before it halves), in half-size
@@ -172,14 +179,22 @@ class RaftFlow(FlowBackend):
         self.autocast_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
     def flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self._flows(first, second, stride=1)
+
+    def flow_at_measuring_size(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Read at the measuring pixels on the device: a quarter of the field crosses to the host."""
+        return self._flows(first, second, stride=STRIDE)
+
+    def _flows(self, first: np.ndarray, second: np.ndarray, stride: int) -> np.ndarray:
         return np.concatenate(
             [
-                self._batch(first[start : start + self.batch_size], second[start : start + self.batch_size])
+                self._batch(first[start : start + self.batch_size], second[start : start + self.batch_size], stride)
                 for start in range(0, len(first), self.batch_size)
             ]
         )
 
-    def _batch(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    def _batch(self, first: np.ndarray, second: np.ndarray, stride: int) -> np.ndarray:
+        """Flows of the pairs read at every ``stride``-th pixel, in px of that grid."""
         import torch
 
         height, width = first.shape[1:3]
@@ -193,4 +208,5 @@ class RaftFlow(FlowBackend):
         use_autocast = self.autocast_dtype is not None and self.device.type == "cuda"
         with torch.inference_mode(), torch.autocast(self.device.type, self.autocast_dtype, enabled=use_autocast):
             flows = self.model(prepare(first), prepare(second), num_flow_updates=self.iterations)[-1]
-        return flows[:, :, :height, :width].permute(0, 2, 3, 1).float().cpu().numpy()
+        field = flows[:, :, :height:stride, :width:stride].permute(0, 2, 3, 1).float()
+        return (field * (1 / stride) if stride > 1 else field).cpu().numpy()

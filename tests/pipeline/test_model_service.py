@@ -85,6 +85,48 @@ def test_frames_of_different_sizes_never_share_a_pass():
     assert server.forward_passes == 2  # the two 48x64 callers together, the portrait one alone
 
 
+def test_full_size_and_measuring_size_calls_never_share_a_pass():
+    server = FlowServer(FlowConfig(), max_pairs=64, wait_s=0.5)
+    first, second = frame_pairs(3, 2)
+    answers: dict[str, np.ndarray] = {}
+    calls = {"flow": server.flow, "flow_at_measuring_size": server.flow_at_measuring_size}
+    threads = [
+        threading.Thread(target=lambda name=name: answers.__setitem__(name, calls[name](first, second)))
+        for name in calls
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    direct = FlowConfig().build_backend()
+    np.testing.assert_array_equal(answers["flow"], direct.flow(first, second))
+    np.testing.assert_array_equal(answers["flow_at_measuring_size"], direct.flow_at_measuring_size(first, second))
+    assert answers["flow_at_measuring_size"].shape == (2, 24, 32, 2) and server.forward_passes == 2
+
+
+def test_a_worker_without_tracks_gets_only_measuring_size_fields_from_its_server():
+    """What crosses from a flow server to a worker is what the worker analyses: the default config's pairs at the
+    measuring size (a quarter of the field) and their backward pairs on halved frames."""
+    server = FlowServer(FlowConfig(), wait_s=0.0)
+    shipped: list[tuple[int, ...]] = []
+
+    def recorded(call):
+        def ship(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+            answer = call(first, second)
+            shipped.append(answer.shape)
+            return answer
+
+        return ship
+
+    served = FlowStage(FlowConfig())
+    served.serve_from(ServedFlow(server.backend_name(), recorded(server.flow), recorded(server.flow_at_measuring_size)))
+    clips = [clip_record(make_clip(Scene(seed=seed, pan=(4.0, 2.0)), 96, 64, seconds=1.0)) for seed in range(3)]
+    DecodeStage(DecodeConfig(short_side=64)).process(clips)
+    served.process(clips)
+    assert all(clip.ok for clip in clips) and clips[0].video.frames.shape[1:3] == (64, 96)
+    assert shipped == [(12, 32, 48, 2), (12, 32, 48, 2)]  # 3 clips x 4 pairs, then their halved backward pairs
+
+
 def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
     server = FlowServer(FlowConfig(), wait_s=0.0)
     first, second = frame_pairs(1, 2)
@@ -97,7 +139,7 @@ def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_get
     # a worker waits on each call to a GPU server in turn: two calls a batch, not two a clip
     server = FlowServer(FlowConfig(), wait_s=0.0)
     served = FlowStage(FlowConfig())
-    served.serve_from(ServedFlow(server.backend_name(), server.flow))
+    served.serve_from(ServedFlow(server.backend_name(), server.flow, server.flow_at_measuring_size))
     alone = FlowStage(FlowConfig())
     alone.setup()
     payloads = [make_clip(Scene(seed=seed), 96, 64, seconds=1.0) for seed in range(3)]
@@ -105,7 +147,7 @@ def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_get
     batch = [clip_record(payload, key=f"clip-{index}") for index, payload in enumerate(payloads)]
     DecodeStage(DecodeConfig(short_side=64)).process(batch)
     served.process(batch)
-    assert server.forward_passes == 4  # full-size pairs and halved backward pairs, for each frame size
+    assert server.forward_passes == 4  # pairs at the measuring size and halved backward pairs, each frame size
     for clip, payload in zip(batch, payloads, strict=True):
         single = clip_record(payload, key=clip.key)
         DecodeStage(DecodeConfig(short_side=64)).process([single])
@@ -119,20 +161,20 @@ def test_shared_calls_stay_within_their_pair_budget_and_give_each_clip_its_own_f
     monkeypatch.setattr(flow_stage, "PAIRS_PER_SHARED_CALL", 8)
     server = FlowServer(FlowConfig(), wait_s=0.0)
     served = FlowStage(FlowConfig())
-    served.serve_from(ServedFlow(server.backend_name(), server.flow))
+    served.serve_from(ServedFlow(server.backend_name(), server.flow, server.flow_at_measuring_size))
     alone = FlowStage(FlowConfig())
     alone.setup()
     payloads = [make_clip(Scene(seed=seed, pan=(3.0, 1.0)), 96, 64, seconds=1.0) for seed in range(5)]
     batch = [clip_record(payload, key=f"clip-{index}") for index, payload in enumerate(payloads)]
     DecodeStage(DecodeConfig(short_side=64)).process(batch)
-    assert [len(FlowStage._wanted(clip.video)) for clip in batch] == [4] * 5
-    assert [[clip.key for clip in call] for call in shared_calls(batch, FlowStage._wanted)] == [
+    assert [len(FlowStage._at_measuring_size(clip.video)) for clip in batch] == [4] * 5
+    assert [[clip.key for clip in call] for call in shared_calls(batch, FlowStage._at_measuring_size)] == [
         ["clip-0", "clip-1"],
         ["clip-2", "clip-3"],
         ["clip-4"],
     ]
     served.process(batch)
-    assert server.forward_passes == 6  # 3 calls of full-size pairs, 3 of halved backward pairs
+    assert server.forward_passes == 6  # 3 calls of pairs at the measuring size, 3 of halved backward pairs
     for clip, payload in zip(batch, payloads, strict=True):
         single = clip_record(payload, key=clip.key)
         DecodeStage(DecodeConfig(short_side=64)).process([single])
@@ -146,7 +188,7 @@ def test_a_lost_server_fails_the_worker_not_the_clip():
     def gone(first: np.ndarray, second: np.ndarray) -> np.ndarray:
         raise WorkerFault("flow server unavailable")
 
-    stage.serve_from(ServedFlow("dis:medium", gone))
+    stage.serve_from(ServedFlow("dis:medium", gone, gone))
     stage.setup()
     clip = clip_record(make_clip(Scene(seed=2), 96, 64, seconds=1.0))
     DecodeStage(DecodeConfig(short_side=64)).process([clip])

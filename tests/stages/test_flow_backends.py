@@ -17,6 +17,7 @@ from stages.flow_backends import (
     RaftFlow,
     pad_to_raft_size,
 )
+from stages.measuring_size import field_at_measuring_size
 
 HEIGHT, WIDTH, BORDER = 240, 320, 24
 # Sintel clean pass, frame 2 -> 3, non-occluded valid pixels: DIS end-point error bounds in px, for the
@@ -147,6 +148,8 @@ def test_raft_random_weights_shapes_padding_and_batching(empty_torch_home, heigh
     forward, backward = raft.flow_both_ways(first[:1], second[:1])
     np.testing.assert_allclose(forward, batched[:1], atol=1e-4)
     assert backward.shape == forward.shape
+    # read at the measuring pixels before the field leaves the device: the same values as reading them after
+    np.testing.assert_array_equal(raft.flow_at_measuring_size(first, second), field_at_measuring_size(batched))
 
 
 def test_raft_loads_a_saved_state_dict_from_a_path_or_the_hub_cache(empty_torch_home):
@@ -172,5 +175,9 @@ def test_raft_loads_a_saved_state_dict_from_a_path_or_the_hub_cache(empty_torch_
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_raft_on_gpu_with_autocast_matches_shapes(empty_torch_home):
     raft = RaftFlow("raft_small", allow_random_weights=True, device="cuda", precision="bf16", iterations=2)
-    flow = raft.flow(random_frames(4, 130, 97), random_frames(4, 130, 97, 1))
+    first, second = random_frames(4, 130, 97), random_frames(4, 130, 97, 1)
+    flow = raft.flow(first, second)
     assert flow.shape == (4, 130, 97, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
+    at_measuring_size = raft.flow_at_measuring_size(first, second)
+    assert at_measuring_size.shape == (4, 65, 49, 2) and at_measuring_size.dtype == np.float32
+    np.testing.assert_allclose(at_measuring_size, field_at_measuring_size(flow), atol=1e-3)
