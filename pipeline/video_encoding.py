@@ -19,10 +19,12 @@ def encode_video(
     crf: int = 18,
     display_rotation: int = 0,
     display_matrix: Sequence[int] | None = None,
+    sample_aspect_ratio: Fraction | None = None,
 ) -> bytes:
     """Encode ``uint8[T, H, W, 3]`` RGB frames; H and W must be even (yuv420p). ``display_rotation``:
     degrees counter-clockwise that players turn the frames (a phone held upright), in the display matrix;
-    or the whole ``display_matrix`` (9 ints in FFmpeg's layout, stages/display_matrix.py: mirrors too)."""
+    or the whole ``display_matrix`` (9 ints in FFmpeg's layout, stages/display_matrix.py: mirrors too).
+    ``sample_aspect_ratio``: a pixel's width over its height as shown (anamorphic video), in the stream."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8[T, H, W, 3], got {frames.dtype}{list(frames.shape)}")
     height, width = frames.shape[1:3]
@@ -42,6 +44,8 @@ def encode_video(
             stream.set_display_rotation(display_rotation)
         if display_matrix is not None:
             stream.set_display_matrix(list(display_matrix))
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf), "preset": "fast"}
         else:

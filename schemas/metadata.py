@@ -45,8 +45,8 @@ COLUMNS: tuple[Column, ...] = (
     # video
     Column("decode_backend", pa.string(), "Decoder that produced the frames: 'decord' or 'pyav'."),
     Column("codec", pa.string(), "Video codec name as reported by the container."),
-    Column("width", pa.int32(), "Source frame width.", "px"),
-    Column("height", pa.int32(), "Source frame height.", "px"),
+    Column("width", pa.int32(), "Source frame width as shown: turned upright, anamorphic pixels made square.", "px"),
+    Column("height", pa.int32(), "Source frame height as shown.", "px"),
     Column("fps", pa.float64(), "Average source frame rate.", "frames/s"),
     Column("num_frames", pa.int64(), "Frame count declared by the container (null if unknown).", "frames"),
     Column("duration_s", pa.float64(), "Source duration.", "s"),

@@ -20,6 +20,7 @@ CAPTION_JSON_KEYS = ("caption", "text", "txt")
 # it matches area averaging, where the narrower (1 / ratio - 1) / 2 of scikit-image is worse (0.26 vs 0.25 px).
 ANTI_ALIAS_SIGMA = 0.5
 MIN_BLUR_SIGMA = 0.3  # narrower blurs change nothing at 8 bits
+NO_BLUR_SIGMA = 1e-3  # px: a one-tap kernel
 
 
 @dataclass(frozen=True)
@@ -67,24 +68,30 @@ def processing_size(width: int, height: int, short_side: int) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def resize_to_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
-    """Resize to the short side, aspect kept; bilinear when enlarging. Shrinking is halved by Gaussian pyramid
-    steps while the frame is twice the size or more, then blurred as much as the remaining ratio asks and
-    sampled bilinearly: as good for flow as area averaging (DIS on Sintel at short side 256 and 200: the same
-    EPE, benchmarks/RESULTS.md) at a third to a half of its cost from 640x360 to 1080p (OpenCV's area
-    averaging is slow at ratios that are not whole numbers)."""
+def anti_alias_sigma(ratio: float) -> float:
+    """Gaussian blur (px) that keeps what a shrink by ``ratio`` can hold; none when enlarging."""
+    return ANTI_ALIAS_SIGMA * math.sqrt(1 / ratio**2 - 1) if ratio < 1 else 0.0
+
+
+def resize_to_short_side(frame: np.ndarray, short_side: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """Resize to the short side in the shape the frame is shown in: ``pixel_aspect`` is a pixel's width over its
+    height as shown (an anamorphic video's sample aspect ratio), so the result has square pixels.
+
+    Bilinear when enlarging. Shrinking is halved by Gaussian pyramid steps while the frame is twice the size or
+    more, then blurred as much as the remaining ratio asks and sampled bilinearly: as good for flow as area
+    averaging (DIS on Sintel at short side 256 and 200: the same EPE, benchmarks/RESULTS.md) at a third to a half
+    of its cost from 640x360 to 1080p (OpenCV's area averaging is slow at ratios that are not whole numbers)."""
     height, width = frame.shape[:2]
-    size = processing_size(width, height, short_side)
+    size = processing_size(round(width * pixel_aspect), height, short_side)
     if size == (width, height):
         return frame
-    if size[0] > width:
-        return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
-    while min(frame.shape[:2]) >= 2 * short_side:
+    while min(frame.shape[1] * pixel_aspect, frame.shape[0]) >= 2 * short_side:
         frame = cv2.pyrDown(frame)
-    ratio = short_side / min(frame.shape[:2])
-    sigma = ANTI_ALIAS_SIGMA * math.sqrt(1 / ratio**2 - 1)
-    if sigma >= MIN_BLUR_SIGMA:
-        frame = cv2.GaussianBlur(frame, (0, 0), sigma)
+    ratio = short_side / min(frame.shape[1] * pixel_aspect, frame.shape[0])  # of the shown frame
+    sigma_x, sigma_y = anti_alias_sigma(ratio * pixel_aspect), anti_alias_sigma(ratio)
+    if max(sigma_x, sigma_y) >= MIN_BLUR_SIGMA:
+        # OpenCV reads a sigma of 0 as "the other one": a sharp axis gets a blur too small to have a kernel
+        frame = cv2.GaussianBlur(frame, (0, 0), sigmaX=max(sigma_x, NO_BLUR_SIGMA), sigmaY=max(sigma_y, NO_BLUR_SIGMA))
     return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
 
@@ -149,7 +156,7 @@ class DecodeStage(Stage):
             payload,
             frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.max_pair_gap_s),
             kept=self.kept_frames,
-            resize=lambda frame: resize_to_short_side(frame, cfg.short_side),
+            resize=lambda frame, pixel_aspect: resize_to_short_side(frame, cfg.short_side, pixel_aspect),
             threads=cfg.threads,
             max_pixels=cfg.max_pixels,
         )

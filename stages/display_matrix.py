@@ -78,6 +78,12 @@ def as_shown(pixels: np.ndarray, matrix: Sequence[int], turned: int = 0) -> np.n
     return orientation.apply(np.rot90(pixels, -turned))
 
 
+def swaps_axes(matrix: Sequence[int]) -> bool:
+    """Whether the frame is shown turned a quarter (or transposed): its coded rows become shown columns."""
+    orientation = orientation_of(matrix)
+    return decoder_turns(matrix) % 2 == 1 if orientation is None else orientation.swap_axes
+
+
 def turning_shows_it(matrix: Sequence[int]) -> bool:
     """Whether a decoder that turns frames by the rotation alone shows them right (no mirror in the matrix)."""
     orientation = orientation_of(matrix)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stages.base import ClipError
-from stages.display_matrix import as_shown, decoder_turns, mp4_display_matrix, turning_shows_it
+from stages.display_matrix import as_shown, decoder_turns, mp4_display_matrix, swaps_axes, turning_shows_it
 
 if TYPE_CHECKING:
     import av
@@ -27,6 +27,10 @@ FrameLimit = Callable[[float], int]
 FramesKept = Callable[[float, int], Collection[int]]
 """Given the source fps and how many leading frames are decoded, the indices of those to keep."""
 Resize = Callable[[np.ndarray], np.ndarray]
+"""A shown frame -> the frame kept (at the processing size)."""
+AspectResize = Callable[[np.ndarray, float], np.ndarray]
+"""A shown frame and the width over the height of its pixels as shown -> the frame kept, in square pixels."""
+SAMPLE_ASPECT_LIMITS = (0.1, 10.0)  # outside, a header's sample aspect ratio is taken for damage and ignored
 
 
 @dataclass
@@ -169,18 +173,25 @@ class HeaderProbe:
     codec: str | None
     width: int
     height: int
+    sample_aspect_ratio: float = 1.0  # a coded pixel's width over its height as shown (anamorphic video: not 1)
 
 
 def probe_header(data: bytes) -> HeaderProbe | None:
-    """The first video stream's codec and size from the header; None if PyAV cannot read one."""
+    """The first video stream's codec, size and sample aspect ratio from the header; None if PyAV cannot read
+    one."""
     import av
 
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
                 return None
-            context = container.streams.video[0].codec_context
-            return HeaderProbe(context.codec.canonical_name, int(context.width or 0), int(context.height or 0))
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            declared = stream.sample_aspect_ratio or context.sample_aspect_ratio
+            aspect = float(declared) if declared else 1.0
+            if not SAMPLE_ASPECT_LIMITS[0] <= aspect <= SAMPLE_ASPECT_LIMITS[1]:
+                aspect = 1.0
+            return HeaderProbe(context.codec.canonical_name, int(context.width or 0), int(context.height or 0), aspect)
     except (av.FFmpegError, IndexError, ValueError):
         return None
 
@@ -211,14 +222,13 @@ def decode_video(
     data: bytes,
     frame_limit: FrameLimit,
     kept: FramesKept,
-    resize: Resize,
+    resize: AspectResize,
     threads: int = 1,
     max_pixels: int = 40_000_000,
 ) -> VideoFrames:
     """Refuse a header over the pixel budget, decode with decord, then PyAV if decord fails; classify the
-    failure when both do.
-
-    """
+    failure when both do. An anamorphic video's frames are resized as shown (decoders return coded pixels):
+    its sample aspect ratio applies along the coded x axis, which a display matrix may turn upright."""
     if not data:
         raise ClipError("decode:empty", "the video member has zero bytes")
     header = probe_header(data)
@@ -228,11 +238,14 @@ def decode_video(
             f"the header claims {header.width}x{header.height} = {header.width * header.height} px per frame, "
             f"over decode.max_pixels = {max_pixels}; nothing was decoded",
         )
+    sample_aspect = header.sample_aspect_ratio if header is not None else 1.0
+    matrix = mp4_display_matrix(data)
+    pixel_aspect = 1 / sample_aspect if matrix is not None and swaps_axes(matrix) else sample_aspect
     failures = []
     diagnosis: ClipError | None = None
     for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
         try:
-            video = backend(data, frame_limit, kept, resize, threads)
+            video = backend(data, frame_limit, kept, lambda frame: resize(frame, pixel_aspect), threads)
         except Exception as error:  # noqa: BLE001 - each backend fails in its own exception types
             failures.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}")
             if isinstance(error, ClipError):
@@ -240,6 +253,11 @@ def decode_video(
             continue
         if video.codec is None and header is not None:
             video.codec = header.codec
+        if video.width is not None and sample_aspect != 1.0:  # as players show it: the coded width stretched
+            if pixel_aspect == sample_aspect:
+                video.width = round(video.width * sample_aspect)
+            else:
+                video.height = round(video.height * sample_aspect)
         return video
     detail = "; ".join(failures)
     if iso_bmff_truncated(data):

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from conftest import make_clip, write_tar
@@ -17,7 +18,8 @@ from pipeline.annotate import annotate
 from pipeline.config import build_config
 from pipeline.inspect_run import read_metadata
 from pipeline.shard_runner import SilentProgress
-from pipeline.synthetic_video import Scene
+from pipeline.synthetic_video import Scene, render_scene
+from pipeline.video_encoding import encode_video
 
 SIZE = (96, 64)
 FPS = 24
@@ -89,7 +91,8 @@ EXPECTED_ERRORS = {
     "/absolute/clip": "input:unsafe_name",
 }
 EXPECTED_OK = (
-    "clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "thumbnail", "caf\\xe9"
+    "clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "thumbnail", "wide",
+    "anamorphic", "caf\\xe9",
 )  # fmt: skip
 MIRROR = (-1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # display matrix: x -> -x (a selfie camera)
 
@@ -100,6 +103,8 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
     clip = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5)
     rotated = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5, display_rotation=90)  # a phone clip
     mirrored = make_clip(Scene(seed=8, pan=(6.0, 3.0)), *SIZE, seconds=1.5, display_matrix=MIRROR)
+    wide = render_scene(Scene(seed=8, pan=(9.0, 0.0)), 2 * SIZE[0], SIZE[1], FPS, 36)
+    squeezed = np.stack([cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA) for frame in wide])  # 2:1 pixels
     steps_ms = [0, *np.cumsum(np.resize([30, 50, 40, 60, 35, 45], 59)).tolist()]  # 2.6 s, about 23 fps
     write_tar(
         root / "in" / "hostile-000.tar",
@@ -119,6 +124,8 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
             ("rotated.mp4", rotated),
             ("mirrored.mp4", mirrored),
             ("thumbnail.mp4", make_clip(Scene(seed=8, pan=(6.0, 0.0)), 72, 48, seconds=1.5)),  # decord misreads it
+            ("wide.mp4", encode_video(wide, FPS)),
+            ("anamorphic.mp4", encode_video(squeezed, FPS, sample_aspect_ratio=Fraction(2))),  # shown as wide
             ("../escape.mp4", clip),
             ("/absolute/clip.mp4", clip),
             ("clip.mp4", clip),  # the key 'clip' again, not adjacent: a second sample with the same key
@@ -181,6 +188,16 @@ def test_a_thumbnail_that_decord_misreads_is_decoded_by_pyav_and_measured(hostil
     assert thumbnail["camera_type"] == coded["camera_type"] and coded["camera_type"].startswith("pan")
 
 
+def test_an_anamorphic_clip_is_measured_as_shown(hostile_run):
+    """Coded at half the width with pixels twice as wide, it is the wide clip as players show it: the same size
+    and the same pan, not half of it against a frame of half the width."""
+    _, rows = hostile_run
+    wide, anamorphic = rows["wide"][0], rows["anamorphic"][0]
+    assert (anamorphic["width"], anamorphic["height"]) == (wide["width"], wide["height"]) == (2 * SIZE[0], SIZE[1])
+    assert anamorphic["camera_type"] == wide["camera_type"] and wide["camera_type"].startswith("pan")
+    assert anamorphic["cam_tx"] == pytest.approx(wide["cam_tx"], rel=0.1)
+
+
 def test_a_duplicated_key_gets_a_second_row_marked_as_such(hostile_run):
     _, rows = hostile_run
     assert [(row["status"], row["error"]) for row in rows["clip"]] == [("ok", None), ("error", "input:duplicate_key")]
@@ -193,4 +210,4 @@ def test_nothing_is_written_outside_out_and_unsafe_keys_are_not_stored(hostile_r
     with tarfile.open(root / "work" / "out" / "conditions" / "hostile-000.tar") as archive:
         stored = [member.name for member in archive.getmembers()]
     assert sorted(stored) == sorted(f"{key}.npz" for key in EXPECTED_OK if key != "caf\\xe9")
-    assert sum(len(found) for found in rows.values()) == 19  # one row per sample
+    assert sum(len(found) for found in rows.values()) == 21  # one row per sample
