@@ -82,7 +82,7 @@ def resize_to_short_side(frame: np.ndarray, short_side: int, pixel_aspect: float
     averaging (DIS on Sintel at short side 256 and 200: the same EPE, benchmarks/RESULTS.md) at a third to a half
     of its cost from 640x360 to 1080p (OpenCV's area averaging is slow at ratios that are not whole numbers)."""
     height, width = frame.shape[:2]
-    size = processing_size(round(width * pixel_aspect), height, short_side)
+    size = processing_size(max(1, round(width * pixel_aspect)), height, short_side)
     if size == (width, height):
         return frame
     while min(frame.shape[1] * pixel_aspect, frame.shape[0]) >= 2 * short_side:

@@ -240,12 +240,17 @@ def decode_video(
         )
     sample_aspect = header.sample_aspect_ratio if header is not None else 1.0
     matrix = mp4_display_matrix(data)
-    pixel_aspect = 1 / sample_aspect if matrix is not None and swaps_axes(matrix) else sample_aspect
+    turned_upright = matrix is not None and swaps_axes(matrix)  # the coded x axis is shown upright
+    pixel_aspect = 1 / sample_aspect if turned_upright else sample_aspect
+
+    def resize_shown(frame: np.ndarray) -> np.ndarray:
+        return resize(frame, pixel_aspect)
+
     failures = []
     diagnosis: ClipError | None = None
     for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
         try:
-            video = backend(data, frame_limit, kept, lambda frame: resize(frame, pixel_aspect), threads)
+            video = backend(data, frame_limit, kept, resize_shown, threads)
         except Exception as error:  # noqa: BLE001 - each backend fails in its own exception types
             failures.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}")
             if isinstance(error, ClipError):
@@ -253,11 +258,10 @@ def decode_video(
             continue
         if video.codec is None and header is not None:
             video.codec = header.codec
-        if video.width is not None and sample_aspect != 1.0:  # as players show it: the coded width stretched
-            if pixel_aspect == sample_aspect:
-                video.width = round(video.width * sample_aspect)
-            else:
-                video.height = round(video.height * sample_aspect)
+        if video.width is not None and turned_upright:  # as players show it: the coded width stretched
+            video.height = round(video.height * sample_aspect)
+        elif video.width is not None:
+            video.width = round(video.width * sample_aspect)
         return video
     detail = "; ".join(failures)
     if iso_bmff_truncated(data):
