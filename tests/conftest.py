@@ -71,6 +71,11 @@ def make_clip(
     return encode_video(frames, fps, container, codec, display_rotation=display_rotation, display_matrix=display_matrix)
 
 
+def matrix_of(a: int, b: int, c: int, d: int) -> tuple[int, ...]:
+    """FFmpeg's display matrix showing coded (x, y) at (a x + c y, b x + d y): 16.16 and 2.30 fixed point."""
+    return (a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)
+
+
 def with_movie_matrix(payload: bytes, matrix: Sequence[int]) -> bytes:
     """An MP4 with ``matrix`` (FFmpeg's layout) written into its movie header (``mvhd``), which encoders leave as
     identity but FFmpeg applies after the track's."""

@@ -6,7 +6,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-from conftest import clip_record, make_clip, with_movie_matrix
+from conftest import clip_record, make_clip, matrix_of, with_movie_matrix
 
 from pipeline.synthetic_video import Scene, render_scene
 from pipeline.video_encoding import encode_video
@@ -105,8 +105,7 @@ def test_mirrored_or_turned_video_is_decoded_as_players_show_it_by_both_backends
     """decord (and FFmpeg's rotation reading) turns a mirrored clip instead of mirroring it: a pan right
     would be read as a pan left."""
     coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 12)
-    one = 1 << 16
-    payload = encode_video(coded, 24.0, display_matrix=[a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30])
+    payload = encode_video(coded, 24.0, display_matrix=matrix_of(a, b, c, d))
     shown = shown_by_the_matrix(coded[0], a, b, c, d)
     clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload)  # 64 px: no resize
     assert clip.ok and clip.fields["decode_backend"] == "decord"
@@ -122,12 +121,7 @@ def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(trac
     """FFmpeg applies the movie header's matrix after the track's; decord turns by their product, so the mirror
     of either must be read from both (here: a mirror in the movie header alone, then a mirror and a turn)."""
     coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 12)
-    one = 1 << 16
-
-    def matrix(a: int, b: int, c: int, d: int) -> list[int]:
-        return [a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30]
-
-    payload = with_movie_matrix(encode_video(coded, 24.0, display_matrix=matrix(*track)), matrix(*movie))
+    payload = with_movie_matrix(encode_video(coded, 24.0, display_matrix=matrix_of(*track)), matrix_of(*movie))
     (a, b), (c, d) = np.array(track).reshape(2, 2) @ np.array(movie).reshape(2, 2)
     shown = shown_by_the_matrix(coded[0], a, b, c, d)
     clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload)

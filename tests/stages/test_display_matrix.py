@@ -4,21 +4,16 @@ import io
 
 import av
 import pytest
-from conftest import make_clip, with_movie_matrix
+from conftest import make_clip, matrix_of, with_movie_matrix
 
 from pipeline.synthetic_video import Scene
 from stages.display_matrix import decoder_turns, mp4_display_matrix, orientation_of
 from stages.video_decoders import display_matrix_of
 
-ONE = 1 << 16
 SIGNED_PERMUTATIONS = [
     (1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1),
     (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, -1, 0), (0, -1, -1, 0),
 ]  # fmt: skip
-
-
-def matrix_of(a: int, b: int, c: int, d: int) -> tuple[int, ...]:
-    return (a * ONE, b * ONE, 0, c * ONE, d * ONE, 0, 0, 0, 1 << 30)
 
 
 @pytest.fixture(scope="module")
