@@ -45,6 +45,11 @@ class AttemptsBook:
     def remove(self, shard: str) -> None:
         self.records.pop(shard, None)
 
+    def forgive_in_flight(self, shard: str) -> None:
+        """The shard's worker was stopped for its model server's silence, not for its clips: none is blamed."""
+        if shard in self.records:
+            self.records[shard]["in_flight"] = []
+
 
 class ClipAttempts:
     """Crash counts of one shard's clips within one run, recorded as each batch starts and ends."""

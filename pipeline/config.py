@@ -50,7 +50,12 @@ class ExecutionConfig:
     model_server_wait_ms: how long a server waits for other workers' inputs before running a batch.
     gpu_wait_s: when stages run on cuda and the cluster joined with --address has no GPU yet, how long to
         wait for a GPU node (asking an autoscaler for one) before failing; the GPU nodes of a cluster start
-        minutes after its head (ray_cluster.yaml's head has none). 0: fail at once.
+        minutes after its head (ray_cluster.yaml's head has none). 0: fail at once. Also how long a run waits
+        for one of its model server groups to answer again once every group is lost (below).
+    server_lost_s: a model server group that answered and then stays silent this long (its node lost with no
+        free GPU to restart it on) is lost: its workers are stopped (their shards go to the other groups'
+        workers, their clips are not blamed), its servers are restarted, and it takes workers again once they
+        answer.
     """
 
     workers: int = 0
@@ -63,6 +68,7 @@ class ExecutionConfig:
     flow_server_pairs: int = 64
     model_server_wait_ms: float = 10.0
     gpu_wait_s: float = 900.0
+    server_lost_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -79,6 +85,8 @@ class ExecutionConfig:
             raise ValueError("execution.model_servers must be >= -1, flow_server_pairs >= 1, model_server_wait_ms >= 0")
         if self.gpu_wait_s < 0:
             raise ValueError(f"execution.gpu_wait_s must be >= 0 (0 = no wait), got {self.gpu_wait_s}")
+        if self.server_lost_s <= 0:
+            raise ValueError(f"execution.server_lost_s must be > 0, got {self.server_lost_s}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The Ray engine: shard workers as actors sized by the stages' declared resources.
 
-Besides train_estimator_ray.py (Ray Train), the only module that knows Ray. Each actor builds its
+Besides train_estimator_ray.py (Ray Train) and server_groups.py (the model servers, as the driver sees
+them), the only module that knows Ray. Each actor builds its
 stages once (models load once per worker) and annotates whole shards; the driver hands out shards as
 actors become free and polls a small counter actor for per-clip progress. With model servers
 (execution.model_servers; by default one of each per GPU for the models on cuda), RAFT, the estimator
@@ -19,8 +20,9 @@ from typing import Any
 
 from pipeline.clip_attempts import AttemptsBook
 from pipeline.config import RunConfig
-from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
+from pipeline.model_service import ServedFlow
 from pipeline.run_outputs import SHARD_FAILED, RunLayout
+from pipeline.server_groups import ServerGroups
 from pipeline.shard_reader import shard_name
 from pipeline.shard_runner import (
     Progress,
@@ -39,7 +41,6 @@ from stages.scoring import ScoringStage
 POLL_INTERVAL_S = 0.25
 GPU_POLL_S = 1.0  # how often a run that waits for a GPU node looks again
 SERVED_WORKER_CPUS = 0.5  # a worker whose flow a GPU server computes: two a core (execution.worker_cpus)
-SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
 
 
 class InsufficientResourcesError(RuntimeError):
@@ -163,47 +164,6 @@ def served_models(config: RunConfig, cluster: dict[str, float]) -> tuple[list[st
     return (models, count) if models and count else ([], 0)
 
 
-def start_model_servers(config: RunConfig, models: list[str], count: int, workers: int) -> list[dict[str, Any]]:
-    """``count`` groups of servers (model name -> actor); the models of a group on cuda share one GPU.
-    Ray restarts a server that dies, and retries the calls it was serving."""
-    import ray
-
-    on_gpu = [model for model in models if model in models_on_gpu(config)]
-    wait_s = config.execution.model_server_wait_ms / 1000
-    arguments = {
-        "flow": (FlowServer, (config.flow, config.execution.flow_server_pairs, wait_s)),
-        "scoring": (ScoreServer, (config.scoring, wait_s)),
-        "decouple": (SegmentServer, (config.decouple,)),
-    }
-    groups = []
-    for _ in range(count):
-        group = {}
-        for model in models:
-            server_class, args = arguments[model]
-            gpus = 1.0 / len(on_gpu) if model in on_gpu else 0.0
-            # no CPU reserved: a server computes while its callers wait on it, so it uses their cores
-            options = {"num_gpus": gpus, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 3}
-            # every worker's call waits in its own thread of the server
-            options["max_concurrency"] = workers // max(count, 1) + 4
-            group[model] = ray.remote(server_class).options(**options).remote(*args)
-        groups.append(group)
-    return groups
-
-
-def note_server_loads(server_groups: list[dict[str, Any]], progress: Progress) -> None:
-    """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""
-    import ray
-
-    for index, group in enumerate(server_groups, start=1):
-        for model, server in group.items():
-            if model in SERVER_UNITS:
-                try:
-                    load = ray.get(server.load.remote()).describe(SERVER_UNITS[model])
-                except ray.exceptions.RayError as error:
-                    load = f"unavailable ({type(error).__name__})"
-                progress.note(f"{model} server {index}/{len(server_groups)}: {load}")
-
-
 def worker_share(config: RunConfig, models: list[str]) -> Resources:
     """What one shard worker reserves: its stages' demand (a stage that a server runs needs a CPU in the worker),
     or ``execution.worker_cpus`` CPUs when set. By default a worker whose flow a GPU server computes takes
@@ -317,12 +277,14 @@ def annotate_on_ray(
         layout = RunLayout.at(out_dir)
 
         initial = min(target, workers_that_fit(cluster, resources))
-        server_groups = start_model_servers(config, models, groups, initial)
-        callers = [0] * groups  # workers started per server group
+        server_groups = ServerGroups(config, models, [model for model in models if model in models_on_gpu(config)])
+        server_groups.add(groups, initial)
         workers_ready = 0  # set up and given shards (one still waiting for room at the end is not counted)
         starting: dict[Any, Any] = {}  # ready() of a worker being placed or set up -> the worker
         idle: list[Any] = []
         pending: dict[Any, tuple[Any, str]] = {}  # annotate() of a busy worker -> (worker, shard)
+        stopped: set[Any] = set()  # workers stopped because their server group fell silent
+        all_lost_since: float | None = None
 
         def serve_new_gpus() -> None:
             """With one server group per GPU (model_servers -1), GPUs that joined since get groups of their own;
@@ -332,21 +294,31 @@ def annotate_on_ray(
             now = ray.cluster_resources()
             new = served_models(config, now)[1] - len(server_groups)
             if new > 0:
-                share = workers_that_fit(now, resources) // (len(server_groups) + new)
-                server_groups.extend(start_model_servers(config, models, new, share * new))
-                callers.extend([0] * new)
+                server_groups.add(new, workers_that_fit(now, resources))
 
         def start_worker() -> None:
-            servers = None
-            if server_groups:
+            """A worker calling the answering server group with the fewest workers; none while every group is lost."""
+            group = None
+            if len(server_groups):
                 serve_new_gpus()
-                group = callers.index(min(callers))  # the least called: a new group takes the new workers
-                callers[group] += 1
-                servers = server_groups[group]
+                group = server_groups.pick()
+                if group is None:
+                    return
+            servers = server_groups.servers(group) if group is not None else None
             worker = worker_class.remote(
                 config, str(out_dir), identity, counter, attempts_book, device, resources.cpus, servers
             )
+            if group is not None:
+                server_groups.attach(worker, group)
             starting[worker.ready.remote()] = worker
+
+        def stop_workers_of(group: int) -> None:
+            """Its calls would block until the hang watchdog blamed their clips: its shards go elsewhere now."""
+            for worker in server_groups.workers_of(group):
+                ray.kill(worker)
+                server_groups.detach(worker)
+                stopped.add(worker)
+            idle[:] = [worker for worker in idle if worker not in stopped]
 
         for _ in range(initial):
             start_worker()
@@ -354,6 +326,14 @@ def annotate_on_ray(
         attempts = {path: 0 for path in shard_paths}
         summaries = []
         while queue or pending:
+            for group in server_groups.check(progress):
+                stop_workers_of(group)
+            all_lost_since = (all_lost_since or time.monotonic()) if server_groups.all_lost() else None
+            if all_lost_since and time.monotonic() - all_lost_since > config.execution.gpu_wait_s:
+                raise InsufficientResourcesError(
+                    f"no model server group has answered for {config.execution.gpu_wait_s:g} s "
+                    f"(execution.gpu_wait_s); {len(queue)} shard(s) not annotated: rerun to resume"
+                )
             if queue and len(starting) + len(idle) + len(pending) < target and (not starting or room_for(resources)):
                 # into free room; else one worker waits for room, which an autoscaler adds a node for
                 start_worker()
@@ -361,6 +341,8 @@ def annotate_on_ray(
                 worker, path = idle.pop(), queue.popleft()
                 attempts[path] += 1
                 pending[worker.annotate.remote(path)] = (worker, path)
+            if not (pending or starting):
+                time.sleep(POLL_INTERVAL_S)  # every server group is lost: wait for one to answer again
             done, _ = ray.wait([*pending, *starting], num_returns=1, timeout=POLL_INTERVAL_S)
             progress.clips(*ray.get(counter.take.remote()))
             for ref in done:
@@ -369,9 +351,10 @@ def annotate_on_ray(
                     try:
                         ray.get(ref)
                     except ray.exceptions.RayError:
-                        if not workers_ready:
+                        server_groups.detach(worker)
+                        if not workers_ready and worker not in stopped:
                             raise  # the stages cannot set up (the error says why): every worker would fail
-                        continue  # its node went away before it was ready
+                        continue  # its node went away before it was ready, or its server group fell silent
                     if not workers_ready:
                         progress.start()
                     workers_ready += 1
@@ -383,6 +366,9 @@ def annotate_on_ray(
                     idle.append(worker)
                 except ray.exceptions.RayError as error:
                     ray.kill(worker)
+                    server_groups.detach(worker)
+                    if worker in stopped:
+                        ray.get(attempts_book.forgive_in_flight.remote(shard_name(path)))
                     if not (idle or pending or starting):
                         start_worker()  # else the others take its shards, and new ones start where there is room
                     if attempts[path] < config.execution.max_shard_attempts:
@@ -395,7 +381,7 @@ def annotate_on_ray(
                 summaries.append(summary)
         progress.clips(*ray.get(counter.take.remote()))
         progress.note(f"shard workers: {workers_ready} ran, {worker_size(resources)} each")
-        note_server_loads(server_groups, progress)
+        server_groups.note_loads(progress)
         return summaries
     finally:
         if started_here:

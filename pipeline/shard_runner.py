@@ -69,7 +69,8 @@ class Progress(Protocol):
         """A line for the end of the run (how the model servers were used)."""
 
     def waiting(self, line: str) -> None:
-        """A line to show at once: the run waits on the cluster before any work starts."""
+        """A line to show at once: the run waits on the cluster (for a GPU node before any work starts), or lost
+        part of it (a model server group)."""
 
 
 def manifest_entry(summary: ShardSummary, identity: RunIdentity) -> dict[str, Any]:

@@ -258,6 +258,41 @@ def test_a_killed_flow_server_is_restarted_and_no_clip_is_lost(tmp_path):
     assert {row["status"] for row in rows.values()} == {"ok"}  # one death of the server blames no clip
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_server_group_that_falls_silent_gives_up_its_workers_and_blames_no_clip(tmp_path, groups):
+    """A frozen flow server (SIGSTOP: silent as a server whose node is gone with no GPU left to restart it on)
+    would hold its workers until their hang watchdog (300 s a clip) stopped them and blamed their clips. The
+    driver stops them after server_lost_s, has Ray restart the server, and the run goes on, with the other
+    group's workers while there is one."""
+    import psutil
+
+    shards = small_shards(tmp_path / "in", shards=6, clips=3)
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [MOTIONPIPE, "annotate", *shards, str(out), "--workers", "2", "--set", f"execution.model_servers={groups}",
+         "--set", "execution.batch_size=1", "--set", "execution.server_lost_s=3", *STATISTICS_ONLY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    frozen = None
+    try:
+        wait_for(lambda: len(flow_server_processes()) == groups and any((out / "manifest").glob("*.json")), 120)
+        frozen = flow_server_processes()[0]
+        frozen.suspend()
+        stdout, stderr = driver.communicate(timeout=240)
+    finally:
+        if frozen is not None:
+            with contextlib.suppress(psutil.Error):
+                frozen.resume()
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert re.search(rf"model server group [12]/{groups} has not answered for \d+ s", stderr), stderr[-3000:]
+    if groups == 1:  # with two, the other group's workers may finish the run before the restarted server answers
+        assert "model server group 1/1 answers again" in stderr, stderr[-3000:]
+    rows = assert_complete(out, shards=6, clips=3)
+    assert {row["status"] for row in rows.values()} == {"ok"}
+
+
 def shard_worker_processes(node: int | None = None) -> list:
     """Running shard workers (Ray titles their processes by actor class), under one node's process if given."""
     import psutil

@@ -1,0 +1,176 @@
+"""The run's model server groups, as the driver sees them: which group takes a new shard worker, and which
+stopped answering.
+
+A group is one server per served model (RAFT, the estimator, SAM2), sharing one GPU. A group that answered
+once and then stays silent for ``execution.server_lost_s`` (a wedged GPU, or its node lost with no free GPU
+for Ray to restart the servers on) would hold its workers blocked in their calls until each one's hang
+watchdog stopped it, which blames their clips (two such stops make innocent clips error rows), and a new
+worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
+restart its servers, and gives the group workers again once all its servers answer (ray_executor.py).
+A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import RunConfig
+from pipeline.model_service import FlowServer, ScoreServer, SegmentServer
+from pipeline.shard_runner import Progress
+
+PROBE_INTERVAL_S = 1.0  # how often the driver asks each server whether it answers
+SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
+
+
+@dataclass
+class ServerHealth:
+    """What the driver knows of one server actor from its probes (``__ray_ready__`` calls)."""
+
+    actor: Any
+    probe: Any = None  # the outstanding probe's ObjectRef
+    probe_sent: float = 0.0
+    last_answer: float | None = None  # None: it has not answered yet (starting)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since its last answer; 0 for a server still starting."""
+        return now - self.last_answer if self.last_answer is not None else 0.0
+
+
+@dataclass
+class ServerGroup:
+    servers: dict[str, ServerHealth]  # model name -> health
+    workers: set[Any] = field(default_factory=set)  # shard workers calling it, alive as far as the driver knows
+    lost_at: float | None = None  # when it was found silent; None while it answers
+
+    def answers_again(self) -> bool:
+        """Every server answered since the group was lost: the restarted servers are up."""
+        answers = [health.last_answer for health in self.servers.values()]
+        return all(answer is not None and answer > self.lost_at for answer in answers)
+
+
+def start_servers(config: RunConfig, models: list[str], on_gpu: list[str], workers: int) -> dict[str, Any]:
+    """One group's servers (model name -> actor); the models on cuda (``on_gpu``) share one GPU. Ray restarts a
+    server that dies, and retries the calls it was serving."""
+    import ray
+
+    wait_s = config.execution.model_server_wait_ms / 1000
+    arguments = {
+        "flow": (FlowServer, (config.flow, config.execution.flow_server_pairs, wait_s)),
+        "scoring": (ScoreServer, (config.scoring, wait_s)),
+        "decouple": (SegmentServer, (config.decouple,)),
+    }
+    group = {}
+    for model in models:
+        server_class, args = arguments[model]
+        gpus = 1.0 / len(on_gpu) if model in on_gpu else 0.0
+        # no CPU reserved: a server computes while its callers wait on it, so it uses their cores.
+        # Every worker's call waits in its own thread of the server, and so does the driver's probe.
+        options = {"num_gpus": gpus, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 3}
+        group[model] = ray.remote(server_class).options(max_concurrency=workers + 4, **options).remote(*args)
+    return group
+
+
+class ServerGroups:
+    """The run's server groups, the workers calling each, and which groups answer."""
+
+    def __init__(self, config: RunConfig, models: list[str], on_gpu: list[str]) -> None:
+        self.config = config
+        self.models = models
+        self.on_gpu = on_gpu
+        self.groups: list[ServerGroup] = []
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def add(self, count: int, workers: int) -> None:
+        """Start ``count`` more groups, each with a thread for every one of ``workers`` shard workers (all of
+        them may call one group once the others are lost)."""
+        for _ in range(count):
+            servers = start_servers(self.config, self.models, self.on_gpu, workers)
+            self.groups.append(ServerGroup({model: ServerHealth(actor) for model, actor in servers.items()}))
+
+    def pick(self) -> int | None:
+        """The group a new worker should call: the answering one with the fewest workers (a group that has just
+        joined takes the new workers); None while every group is lost."""
+        answering = [index for index, group in enumerate(self.groups) if group.lost_at is None]
+        return min(answering, key=lambda index: len(self.groups[index].workers), default=None)
+
+    def servers(self, index: int) -> dict[str, Any]:
+        return {model: health.actor for model, health in self.groups[index].servers.items()}
+
+    def attach(self, worker: Any, index: int) -> None:
+        self.groups[index].workers.add(worker)
+
+    def detach(self, worker: Any) -> None:
+        """The worker is gone (done with, failed or stopped)."""
+        for group in self.groups:
+            group.workers.discard(worker)
+
+    def workers_of(self, index: int) -> set[Any]:
+        return set(self.groups[index].workers)
+
+    def all_lost(self) -> bool:
+        return bool(self.groups) and all(group.lost_at is not None for group in self.groups)
+
+    def check(self, progress: Progress) -> list[int]:
+        """Read the probes that answered, send new ones, and return the groups lost since the last check (their
+        servers are restarted); a lost group whose servers all answer again takes workers again."""
+        import ray
+
+        outstanding = [health.probe for group in self.groups for health in group.servers.values() if health.probe]
+        answered, _ = ray.wait(outstanding, num_returns=len(outstanding), timeout=0) if outstanding else ([], [])
+        answered = set(answered)
+        now = time.monotonic()
+        newly_lost = []
+        for index, group in enumerate(self.groups):
+            for health in group.servers.values():
+                self._read_probe(health, health.probe in answered, now)
+            silent = max(health.silent_for(now) for health in group.servers.values())
+            name = f"model server group {index + 1}/{len(self.groups)}"
+            if group.lost_at is None and silent > self.config.execution.server_lost_s:
+                group.lost_at = now
+                newly_lost.append(index)
+                progress.waiting(
+                    f"{name} has not answered for {silent:.0f} s: its {len(group.workers)} worker(s) are stopped "
+                    "(their shards go to other workers, their clips are not blamed) and its servers restarted"
+                )
+                for health in group.servers.values():
+                    ray.kill(health.actor, no_restart=False)
+            elif group.lost_at is not None and group.answers_again():
+                group.lost_at = None
+                progress.waiting(f"{name} answers again")
+        return newly_lost
+
+    @staticmethod
+    def _read_probe(health: ServerHealth, answered: bool, now: float) -> None:
+        import ray
+
+        if health.probe is not None and answered:
+            try:
+                ray.get(health.probe)
+                health.last_answer = now
+            except ray.exceptions.RayError:
+                pass  # dead for good, or restarting past its task retries: still silent
+            health.probe = None
+        if health.probe is None and now - health.probe_sent >= PROBE_INTERVAL_S:
+            health.probe, health.probe_sent = health.actor.__ray_ready__.remote(), now
+
+    def note_loads(self, progress: Progress) -> None:
+        """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""
+        import ray
+
+        for index, group in enumerate(self.groups, start=1):
+            for model, health in group.servers.items():
+                if model not in SERVER_UNITS:
+                    continue
+                if group.lost_at is not None:
+                    progress.note(f"{model} server {index}/{len(self.groups)}: lost")
+                    continue
+                try:
+                    load = ray.get(health.actor.load.remote(), timeout=self.config.execution.server_lost_s)
+                    line = load.describe(SERVER_UNITS[model])
+                except (ray.exceptions.RayError, TimeoutError) as error:
+                    line = f"unavailable ({type(error).__name__})"
+                progress.note(f"{model} server {index}/{len(self.groups)}: {line}")
