@@ -53,9 +53,9 @@ class ExecutionConfig:
         minutes after its head (ray_cluster.yaml's head has none). 0: fail at once. Also how long a run waits
         for one of its model server groups to answer again once every group is lost (below).
     server_lost_s: a model server group that answered and then stays silent this long (its node lost with no
-        free GPU to restart it on) is lost: its workers are stopped (their shards go to the other groups'
-        workers, their clips are not blamed), its servers are restarted, and it takes workers again once they
-        answer.
+        free GPU to restart it on), or one of whose model passes has run longer than this and clip_timeout_s
+        (a wedged GPU), is lost: its workers are stopped (their shards go to the other groups' workers, their
+        clips are not blamed), its servers are restarted, and it takes workers again once they answer.
     """
 
     workers: int = 0

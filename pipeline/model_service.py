@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pipeline.fault_injection import inject_pass_fault
 from stages.decouple import DecoupleConfig
 from stages.flow import FlowCall, FlowConfig
 from stages.flow_backends import FlowBackend
@@ -64,7 +66,28 @@ class ServerLoad:
         )
 
 
-class BatchingServer:
+class TimedPasses:
+    """A server whose model pass has run for minutes is wedged (a CUDA call on a faulty GPU that never returns)
+    although its process answers from its other threads: the driver's probes read how long the pass has run."""
+
+    _pass_started: float | None = None
+
+    @contextmanager
+    def timed_pass(self) -> Iterator[None]:
+        self._pass_started = time.monotonic()
+        try:
+            inject_pass_fault()
+            yield
+        finally:
+            self._pass_started = None
+
+    def pass_running_s(self) -> float:
+        """How long the model pass under way has run; 0 between passes."""
+        started = self._pass_started
+        return time.monotonic() - started if started is not None else 0.0
+
+
+class BatchingServer(TimedPasses):
     """Batches concurrent calls of its ``runs`` (by name): waits up to ``wait_s`` for more callers once one arrives,
     then runs up to ``max_items`` items (at least one whole request) in one call. Only calls of one run with inputs
     of one shape share a call (the others wait for the next one). One thread runs the model for every run:
@@ -119,7 +142,8 @@ class BatchingServer:
             started = time.monotonic()
             try:
                 stacked = [np.concatenate(arrays) for arrays in zip(*(r.inputs for r in batch), strict=True)]
-                results = self.runs[batch[0].run](*stacked)
+                with self.timed_pass():
+                    results = self.runs[batch[0].run](*stacked)
                 self.forward_passes += 1
                 self._items += len(results)
                 start = 0
@@ -173,7 +197,7 @@ class ScoreServer(BatchingServer):
         return self.version
 
 
-class SegmentServer:
+class SegmentServer(TimedPasses):
     """SAM2 once per GPU for every worker. Its video predictor holds one clip's state at a time, so clips
     take turns (nothing to batch across clips): what is shared is the model copy, and workers need no GPU."""
 
@@ -186,7 +210,7 @@ class SegmentServer:
         self.clips = 0
 
     def propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
-        with self._turn:
+        with self._turn, self.timed_pass():
             self.clips += 1
             return self._segmenter.propagate(frames, points)
 

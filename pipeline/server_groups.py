@@ -7,7 +7,9 @@ for Ray to restart the servers on) would hold its workers blocked in their calls
 watchdog stopped it, which blames their clips (two such stops make innocent clips error rows), and a new
 worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
 restart its servers, and gives the group workers again once all its servers answer (ray_executor.py).
-A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost.
+A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model pass
+has run longer than a clip may take (``execution.clip_timeout_s``) is wedged (a faulty GPU: its other
+threads still answer), and its group is lost the same way.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's
 
 @dataclass
 class ServerHealth:
-    """What the driver knows of one server actor from its probes (``__ray_ready__`` calls)."""
+    """What the driver knows of one server actor from its probes (``pass_running_s`` calls)."""
 
     actor: Any
     probe: Any = None  # the outstanding probe's ObjectRef
     probe_sent: float = 0.0
     last_answer: float | None = None  # None: it has not answered yet (starting)
+    pass_running_s: float = 0.0  # how long its model pass under way had run, at its last answer
 
     def silent_for(self, now: float) -> float:
         """Seconds since its last answer; 0 for a server still starting."""
@@ -48,6 +51,14 @@ class ServerGroup:
         """Every server answered since the group was lost: the restarted servers are up."""
         answers = [health.last_answer for health in self.servers.values()]
         return all(answer is not None and answer > self.lost_at for answer in answers)
+
+    def trouble(self, now: float, lost_s: float, wedged_s: float) -> str | None:
+        """Why the group counts as lost now (silent, or wedged in a model pass), or None."""
+        silent = max(health.silent_for(now) for health in self.servers.values())
+        if silent > lost_s:
+            return f"has not answered for {silent:.0f} s"
+        in_pass = max(health.pass_running_s for health in self.servers.values())
+        return f"has been in one model pass for {in_pass:.0f} s" if in_pass > wedged_s else None
 
 
 def start_servers(config: RunConfig, models: list[str], on_gpu: list[str], workers: int) -> dict[str, Any]:
@@ -123,22 +134,25 @@ class ServerGroups:
         answered, _ = ray.wait(outstanding, num_returns=len(outstanding), timeout=0) if outstanding else ([], [])
         answered = set(answered)
         now = time.monotonic()
+        execution = self.config.execution
         newly_lost = []
         for index, group in enumerate(self.groups):
             for health in group.servers.values():
                 self._read_probe(health, health.probe in answered, now)
-            silent = max(health.silent_for(now) for health in group.servers.values())
+            trouble = group.trouble(
+                now, execution.server_lost_s, max(execution.server_lost_s, execution.clip_timeout_s)
+            )
             name = f"model server group {index + 1}/{len(self.groups)}"
-            if group.lost_at is None and silent > self.config.execution.server_lost_s:
+            if group.lost_at is None and trouble:
                 group.lost_at = now
                 newly_lost.append(index)
                 progress.waiting(
-                    f"{name} has not answered for {silent:.0f} s: its {len(group.workers)} worker(s) are stopped "
-                    "(their shards go to other workers, their clips are not blamed) and its servers restarted"
+                    f"{name} {trouble}: its {len(group.workers)} worker(s) are stopped (their shards go to other "
+                    "workers, their clips are not blamed) and its servers restarted"
                 )
                 for health in group.servers.values():
                     ray.kill(health.actor, no_restart=False)
-            elif group.lost_at is not None and group.answers_again():
+            elif group.lost_at is not None and not trouble and group.answers_again():
                 group.lost_at = None
                 progress.waiting(f"{name} answers again")
         return newly_lost
@@ -149,13 +163,13 @@ class ServerGroups:
 
         if health.probe is not None and answered:
             try:
-                ray.get(health.probe)
+                health.pass_running_s = ray.get(health.probe)
                 health.last_answer = now
             except ray.exceptions.RayError:
                 pass  # dead for good, or restarting past its task retries: still silent
             health.probe = None
         if health.probe is None and now - health.probe_sent >= PROBE_INTERVAL_S:
-            health.probe, health.probe_sent = health.actor.__ray_ready__.remote(), now
+            health.probe, health.probe_sent = health.actor.pass_running_s.remote(), now
 
     def note_loads(self, progress: Progress) -> None:
         """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""

@@ -293,6 +293,26 @@ def test_a_server_group_that_falls_silent_gives_up_its_workers_and_blames_no_cli
     assert {row["status"] for row in rows.values()} == {"ok"}
 
 
+def test_a_server_wedged_in_a_model_pass_gives_up_its_workers_and_blames_no_clip(tmp_path):
+    """A flow server hung in its forward pass (a faulty GPU) still answers from its other threads. Past
+    clip_timeout_s in one pass (8 s here, before the 24 s watchdog of a 3-clip batch), its group is lost and
+    its server restarted, and the run completes with every clip ok."""
+    shards = small_shards(tmp_path / "in", shards=4, clips=3)
+    claim = tmp_path / "hang-pass-claimed"
+    done = subprocess.run(
+        [MOTIONPIPE, "annotate", *shards, str(tmp_path / "out"), "--workers", "2", "--set", "execution.model_servers=1",
+         "--set", "execution.batch_size=3", "--set", "execution.server_lost_s=3", "--set", "execution.clip_timeout_s=8",
+         *STATISTICS_ONLY],
+        env={**os.environ, FAULTS_ENV: f"hang-pass:{claim}"}, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert claim.exists()  # the fault fired
+    assert re.search(r"model server group 1/1 has been in one model pass for \d+ s", done.stderr), done.stderr[-3000:]
+    assert "model server group 1/1 answers again" in done.stderr
+    rows = assert_complete(tmp_path / "out", shards=4, clips=3)
+    assert {row["status"] for row in rows.values()} == {"ok"}
+
+
 def shard_worker_processes(node: int | None = None) -> list:
     """Running shard workers (Ray titles their processes by actor class), under one node's process if given."""
     import psutil

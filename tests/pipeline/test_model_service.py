@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,7 +15,7 @@ from conftest import clip_record, make_clip, motionpipe, write_tar
 
 from pipeline.config import build_config
 from pipeline.estimator_data import load_clip_set
-from pipeline.model_service import FlowServer, ScoreServer, SegmentServer, ServedFlow
+from pipeline.model_service import BatchingServer, FlowServer, ScoreServer, SegmentServer, ServedFlow
 from pipeline.ray_executor import served_models, worker_share
 from pipeline.shard_reader import resolve_shards
 from pipeline.synthetic_video import Scene, SceneObject, render_scene
@@ -133,6 +134,27 @@ def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
     with pytest.raises(ValueError):
         server.flow(first, second[:1])  # mismatched batch: the backend's zip(strict=True) refuses
     np.testing.assert_array_equal(server.flow(first, second), FlowConfig().build_backend().flow(first, second))
+
+
+def test_a_server_tells_how_long_its_model_pass_under_way_has_run():
+    # the driver's probes read it: a pass running for minutes is a wedged GPU although the process answers
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_model(values: np.ndarray) -> np.ndarray:
+        entered.set()
+        release.wait()
+        return values
+
+    server = BatchingServer({"echo": slow_model}, max_items=4, wait_s=0.0)
+    assert server.pass_running_s() == 0.0
+    caller = threading.Thread(target=server.call, args=("echo", np.zeros((1, 2))))
+    caller.start()
+    assert entered.wait(5)
+    time.sleep(0.3)
+    assert 0.3 <= server.pass_running_s() < 5
+    release.set()
+    caller.join(5)
+    assert server.pass_running_s() == 0.0
 
 
 def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_gets_its_own_flow():
