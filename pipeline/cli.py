@@ -42,7 +42,10 @@ class TqdmProgress:
         self.notes.append(line)
 
     def waiting(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)  # on its own line, the bar redrawn below it
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def start(self) -> None:
         """Called once the workers are set up, so engine start-up does not dilute the clips/s rate."""

@@ -331,8 +331,8 @@ def annotate_on_ray(
             all_lost_since = (all_lost_since or time.monotonic()) if server_groups.all_lost() else None
             if all_lost_since and time.monotonic() - all_lost_since > config.execution.gpu_wait_s:
                 raise InsufficientResourcesError(
-                    f"no model server group has answered for {config.execution.gpu_wait_s:g} s "
-                    f"(execution.gpu_wait_s); {len(queue)} shard(s) not annotated: rerun to resume"
+                    f"every model server group is lost and none came back within {config.execution.gpu_wait_s:g} s "
+                    f"(execution.gpu_wait_s); {len(queue) + len(pending)} shard(s) not annotated: rerun to resume"
                 )
             if queue and len(starting) + len(idle) + len(pending) < target and (not starting or room_for(resources)):
                 # into free room; else one worker waits for room, which an autoscaler adds a node for

@@ -313,6 +313,23 @@ def test_a_server_wedged_in_a_model_pass_gives_up_its_workers_and_blames_no_clip
     assert {row["status"] for row in rows.values()} == {"ok"}
 
 
+def test_a_run_whose_only_server_group_is_lost_fails_clearly_and_a_rerun_completes_it(tmp_path):
+    # gpu_wait_s 0: no waiting for a lost group to come back (a cluster whose only GPU failed)
+    shards = small_shards(tmp_path / "in", shards=4, clips=3)
+    out = tmp_path / "out"
+    settings = [f"execution.{setting}" for setting in ("model_servers=1", "batch_size=3", "server_lost_s=3",
+                                                        "clip_timeout_s=8")]  # fmt: skip
+    options = ["--workers", "2", *STATISTICS_ONLY, *(part for setting in settings for part in ("--set", setting))]
+    wedged = {FAULTS_ENV: f"hang-pass:{tmp_path / 'claim'}"}
+    failed = motionpipe("annotate", *shards, str(out), *options, "--set", "execution.gpu_wait_s=0", env=wedged)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    lost = r"every model server group is lost and none came back within 0 s \(execution.gpu_wait_s\); [1-4] shard"
+    assert re.search(lost + r"\(s\) not annotated: rerun to resume", failed.stderr), failed.stderr[-3000:]
+    assert motionpipe("annotate", *shards, str(out), *options).returncode == 0
+    rows = assert_complete(out, shards=4, clips=3)
+    assert {row["status"] for row in rows.values()} == {"ok"}
+
+
 def shard_worker_processes(node: int | None = None) -> list:
     """Running shard workers (Ray titles their processes by actor class), under one node's process if given."""
     import psutil
