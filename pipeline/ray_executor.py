@@ -358,12 +358,14 @@ def annotate_on_ray(
                     if not workers_ready:
                         progress.start()
                     workers_ready += 1
-                    idle.append(worker)
+                    if worker not in stopped:  # ready just before it was stopped
+                        idle.append(worker)
                     continue
                 worker, path = pending.pop(ref)
                 try:
                     summary = ray.get(ref)
-                    idle.append(worker)
+                    if worker not in stopped:  # done just before it was stopped
+                        idle.append(worker)
                 except ray.exceptions.RayError as error:
                     ray.kill(worker)
                     server_groups.detach(worker)

@@ -2,14 +2,14 @@
 stopped answering.
 
 A group is one server per served model (RAFT, the estimator, SAM2), sharing one GPU. A group that answered
-once and then stays silent for ``execution.server_lost_s`` (a wedged GPU, or its node lost with no free GPU
-for Ray to restart the servers on) would hold its workers blocked in their calls until each one's hang
+once and then stays silent for ``execution.server_lost_s`` (its node lost with no free GPU for Ray to
+restart the servers on, or cut off) would hold its workers blocked in their calls until each one's hang
 watchdog stopped it, which blames their clips (two such stops make innocent clips error rows), and a new
 worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
 restart its servers, and gives the group workers again once all its servers answer (ray_executor.py).
-A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model pass
-has run longer than a clip may take (``execution.clip_timeout_s``) is wedged (a faulty GPU: its other
-threads still answer), and its group is lost the same way.
+A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model
+pass has run longer than a clip may take (``execution.clip_timeout_s``, and server_lost_s) is wedged (a
+faulty GPU: its other threads still answer), and its group is lost the same way.
 """
 
 from __future__ import annotations
