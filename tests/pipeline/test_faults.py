@@ -293,18 +293,21 @@ def test_a_server_group_that_falls_silent_gives_up_its_workers_and_blames_no_cli
     assert {row["status"] for row in rows.values()} == {"ok"}
 
 
+# two workers calling one flow server; a 3-clip batch's watchdog fires after 24 s, a wedged pass is found after 8
+ONE_SERVER_GROUP = ("--workers", "2", *STATISTICS_ONLY, "--set", "execution.model_servers=1", "--set",
+                    "execution.batch_size=3", "--set", "execution.server_lost_s=3", "--set",
+                    "execution.clip_timeout_s=8")  # fmt: skip
+
+
 def test_a_server_wedged_in_a_model_pass_gives_up_its_workers_and_blames_no_clip(tmp_path):
     """A flow server hung in its forward pass (a faulty GPU) still answers from its other threads. Past
     clip_timeout_s in one pass (8 s here, before the 24 s watchdog of a 3-clip batch), its group is lost and
     its server restarted, and the run completes with every clip ok."""
     shards = small_shards(tmp_path / "in", shards=4, clips=3)
     claim = tmp_path / "hang-pass-claimed"
-    done = subprocess.run(
-        [MOTIONPIPE, "annotate", *shards, str(tmp_path / "out"), "--workers", "2", "--set", "execution.model_servers=1",
-         "--set", "execution.batch_size=3", "--set", "execution.server_lost_s=3", "--set", "execution.clip_timeout_s=8",
-         *STATISTICS_ONLY],
-        env={**os.environ, FAULTS_ENV: f"hang-pass:{claim}"}, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    done = motionpipe(
+        "annotate", *shards, str(tmp_path / "out"), *ONE_SERVER_GROUP, env={FAULTS_ENV: f"hang-pass:{claim}"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert claim.exists()  # the fault fired
     assert re.search(r"model server group 1/1 has been in one model pass for \d+ s", done.stderr), done.stderr[-3000:]
@@ -317,15 +320,12 @@ def test_a_run_whose_only_server_group_is_lost_fails_clearly_and_a_rerun_complet
     # gpu_wait_s 0: no waiting for a lost group to come back (a cluster whose only GPU failed)
     shards = small_shards(tmp_path / "in", shards=4, clips=3)
     out = tmp_path / "out"
-    settings = [f"execution.{setting}" for setting in ("model_servers=1", "batch_size=3", "server_lost_s=3",
-                                                        "clip_timeout_s=8")]  # fmt: skip
-    options = ["--workers", "2", *STATISTICS_ONLY, *(part for setting in settings for part in ("--set", setting))]
     wedged = {FAULTS_ENV: f"hang-pass:{tmp_path / 'claim'}"}
-    failed = motionpipe("annotate", *shards, str(out), *options, "--set", "execution.gpu_wait_s=0", env=wedged)
+    failed = motionpipe("annotate", *shards, str(out), *ONE_SERVER_GROUP, "--set", "execution.gpu_wait_s=0", env=wedged)
     assert failed.returncode == 2, failed.stderr[-3000:]
     lost = r"every model server group is lost and none came back within 0 s \(execution.gpu_wait_s\); [1-4] shard"
     assert re.search(lost + r"\(s\) not annotated: rerun to resume", failed.stderr), failed.stderr[-3000:]
-    assert motionpipe("annotate", *shards, str(out), *options).returncode == 0
+    assert motionpipe("annotate", *shards, str(out), *ONE_SERVER_GROUP).returncode == 0
     rows = assert_complete(out, shards=4, clips=3)
     assert {row["status"] for row in rows.values()} == {"ok"}
 
