@@ -55,7 +55,8 @@ class ExecutionConfig:
     server_lost_s: a model server group that answered and then stays silent this long (its node lost with no
         free GPU to restart it on), or one of whose model passes has run longer than this and clip_timeout_s
         (a wedged GPU), is lost: its workers are stopped (their shards go to the other groups' workers, their
-        clips are not blamed), its servers are restarted, and it takes workers again once they answer.
+        clips are not blamed), its servers are restarted, and it takes workers again once they answer (one
+        until each server has ended a model pass).
     """
 
     workers: int = 0

@@ -67,10 +67,12 @@ class ServerLoad:
 
 
 class TimedPasses:
-    """A server whose model pass has run for minutes is wedged (a CUDA call on a faulty GPU that never returns)
-    although its process answers from its other threads: the driver's probes read how long the pass has run."""
+    """What the driver's probes read of a server's model passes. A pass that has run for minutes is a wedged GPU
+    (a CUDA call on a faulty GPU that never returns) although the process answers from its other threads; and
+    a restarted server is trusted with more than one worker once a pass has ended."""
 
     _pass_started: float | None = None
+    forward_passes = 0  # ended without an error
 
     @contextmanager
     def timed_pass(self) -> Iterator[None]:
@@ -78,13 +80,14 @@ class TimedPasses:
         try:
             inject_pass_fault()
             yield
+            self.forward_passes += 1
         finally:
             self._pass_started = None
 
-    def pass_running_s(self) -> float:
-        """How long the model pass under way has run; 0 between passes."""
+    def probe(self) -> tuple[float, int]:
+        """(seconds the model pass under way has run, 0 between passes; passes ended)."""
         started = self._pass_started
-        return time.monotonic() - started if started is not None else 0.0
+        return (time.monotonic() - started if started is not None else 0.0), self.forward_passes
 
 
 class BatchingServer(TimedPasses):
@@ -98,7 +101,6 @@ class BatchingServer(TimedPasses):
         self.runs = runs
         self.max_items = max_items
         self.wait_s = wait_s
-        self.forward_passes = 0
         self._items = 0
         self._busy_s = 0.0
         self._first_call_at: float | None = None
@@ -144,7 +146,6 @@ class BatchingServer(TimedPasses):
                 stacked = [np.concatenate(arrays) for arrays in zip(*(r.inputs for r in batch), strict=True)]
                 with self.timed_pass():
                     results = self.runs[batch[0].run](*stacked)
-                self.forward_passes += 1
                 self._items += len(results)
                 start = 0
                 for request in batch:
@@ -207,11 +208,9 @@ class SegmentServer(TimedPasses):
             raise TypeError(f"only the sam2 segmenter is served, not {self._segmenter.name}")
         self._segmenter.setup(config.device)
         self._turn = threading.Lock()
-        self.clips = 0
 
     def propagate(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
         with self._turn, self.timed_pass():
-            self.clips += 1
             return self._segmenter.propagate(frames, points)
 
 

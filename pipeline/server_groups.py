@@ -6,7 +6,9 @@ once and then stays silent for ``execution.server_lost_s`` (its node lost with n
 restart the servers on, or cut off) would hold its workers blocked in their calls until each one's hang
 watchdog stopped it, which blames their clips (two such stops make innocent clips error rows), and a new
 worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
-restart its servers, and gives the group workers again once all its servers answer (ray_executor.py).
+restart its servers, and gives the group workers again once all its servers answer (ray_executor.py):
+one until each of its servers has ended a model pass, so that a GPU that wedges again at its first pass
+holds one shard, not all its workers' shards, each time it comes back.
 A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model
 pass has run longer than a clip may take (``execution.clip_timeout_s``, and server_lost_s) is wedged (a
 faulty GPU: its other threads still answer), and its group is lost the same way.
@@ -28,13 +30,14 @@ SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's
 
 @dataclass
 class ServerHealth:
-    """What the driver knows of one server actor from its probes (``pass_running_s`` calls)."""
+    """What the driver knows of one server actor from its probes (``probe`` calls)."""
 
     actor: Any
     probe: Any = None  # the outstanding probe's ObjectRef
     probe_sent: float = 0.0
     last_answer: float | None = None  # None: it has not answered yet (starting)
     pass_running_s: float = 0.0  # how long its model pass under way had run, at its last answer
+    forward_passes: int = 0  # passes it had ended, at its last answer
 
     def silent_for(self, now: float) -> float:
         """Seconds since its last answer; 0 for a server still starting."""
@@ -46,6 +49,19 @@ class ServerGroup:
     servers: dict[str, ServerHealth]  # model name -> health
     workers: set[Any] = field(default_factory=set)  # shard workers calling it, alive as far as the driver knows
     lost_at: float | None = None  # when it was found silent; None while it answers
+    probation: dict[str, int] | None = None  # back from a loss: each server's passes then; one worker till more
+
+    def came_back(self) -> None:
+        self.lost_at = None
+        self.probation = {model: health.forward_passes for model, health in self.servers.items()}
+
+    def end_probation_if_passed(self) -> None:
+        """Every server has ended a pass since the group came back: it takes any number of workers again."""
+        if self.probation and all(self.servers[model].forward_passes > n for model, n in self.probation.items()):
+            self.probation = None
+
+    def takes_workers(self) -> bool:
+        return self.lost_at is None and not (self.probation is not None and self.workers)
 
     def answers_again(self) -> bool:
         """Every server answered since the group was lost: the restarted servers are up."""
@@ -104,9 +120,9 @@ class ServerGroups:
 
     def pick(self) -> int | None:
         """The group a new worker should call: the answering one with the fewest workers (a group that has just
-        joined takes the new workers); None while every group is lost."""
-        answering = [index for index, group in enumerate(self.groups) if group.lost_at is None]
-        return min(answering, key=lambda index: len(self.groups[index].workers), default=None)
+        joined takes the new workers), one back from a loss only while it has none; None if no group takes one."""
+        open_groups = [index for index, group in enumerate(self.groups) if group.takes_workers()]
+        return min(open_groups, key=lambda index: len(self.groups[index].workers), default=None)
 
     def servers(self, index: int) -> dict[str, Any]:
         return {model: health.actor for model, health in self.groups[index].servers.items()}
@@ -139,6 +155,7 @@ class ServerGroups:
         for index, group in enumerate(self.groups):
             for health in group.servers.values():
                 self._read_probe(health, health.probe in answered, now)
+            group.end_probation_if_passed()
             trouble = group.trouble(
                 now, execution.server_lost_s, max(execution.server_lost_s, execution.clip_timeout_s)
             )
@@ -153,8 +170,8 @@ class ServerGroups:
                 for health in group.servers.values():
                     ray.kill(health.actor, no_restart=False)
             elif group.lost_at is not None and not trouble and group.answers_again():
-                group.lost_at = None
-                progress.waiting(f"{name} answers again")
+                group.came_back()
+                progress.waiting(f"{name} answers again: one worker until each of its servers ends a model pass")
         return newly_lost
 
     @staticmethod
@@ -163,13 +180,13 @@ class ServerGroups:
 
         if health.probe is not None and answered:
             try:
-                health.pass_running_s = ray.get(health.probe)
+                health.pass_running_s, health.forward_passes = ray.get(health.probe)
                 health.last_answer = now
             except ray.exceptions.RayError:
                 pass  # dead for good, or restarting past its task retries: still silent
             health.probe = None
         if health.probe is None and now - health.probe_sent >= PROBE_INTERVAL_S:
-            health.probe, health.probe_sent = health.actor.pass_running_s.remote(), now
+            health.probe, health.probe_sent = health.actor.probe.remote(), now
 
     def note_loads(self, progress: Progress) -> None:
         """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""

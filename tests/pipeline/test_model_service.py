@@ -136,7 +136,7 @@ def test_a_failed_batch_reaches_its_callers_and_the_server_goes_on():
     np.testing.assert_array_equal(server.flow(first, second), FlowConfig().build_backend().flow(first, second))
 
 
-def test_a_server_tells_how_long_its_model_pass_under_way_has_run():
+def test_a_server_tells_how_long_its_model_pass_under_way_has_run_and_how_many_ended():
     # the driver's probes read it: a pass running for minutes is a wedged GPU although the process answers
     release, entered = threading.Event(), threading.Event()
 
@@ -146,15 +146,16 @@ def test_a_server_tells_how_long_its_model_pass_under_way_has_run():
         return values
 
     server = BatchingServer({"echo": slow_model}, max_items=4, wait_s=0.0)
-    assert server.pass_running_s() == 0.0
+    assert server.probe() == (0.0, 0)
     caller = threading.Thread(target=server.call, args=("echo", np.zeros((1, 2))))
     caller.start()
     assert entered.wait(5)
     time.sleep(0.3)
-    assert 0.3 <= server.pass_running_s() < 5
+    running_s, ended = server.probe()
+    assert 0.3 <= running_s < 5 and ended == 0
     release.set()
     caller.join(5)
-    assert server.pass_running_s() == 0.0
+    assert server.probe() == (0.0, 1)
 
 
 def test_a_batch_of_clips_shares_two_server_calls_a_frame_size_and_each_clip_gets_its_own_flow():
@@ -306,7 +307,7 @@ def test_a_segment_server_takes_clips_in_turn_and_segments_as_sam2_does():
         thread.join()
     direct = config.build_segmenter()
     direct.setup("cpu")
-    assert server.clips == 3
+    assert server.forward_passes == 3
     for index in range(3):
         assert answers[index].shape == (3, 64, 96) and answers[index].dtype == bool
         np.testing.assert_array_equal(answers[index], direct.propagate(frames[index], points))

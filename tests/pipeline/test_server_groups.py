@@ -1,0 +1,49 @@
+"""Which model server group a new shard worker calls (the faults that make a group lost run for real in
+test_faults.py)."""
+
+from __future__ import annotations
+
+from pipeline.config import build_config
+from pipeline.server_groups import ServerGroup, ServerGroups, ServerHealth
+
+
+def groups_of(count: int, models: tuple[str, ...]) -> ServerGroups:
+    """Groups whose probe answers the test writes into their ServerHealth (no Ray: only the choice is tested)."""
+    groups = ServerGroups(build_config(), list(models), [])
+    groups.groups = [ServerGroup({model: ServerHealth(actor=None) for model in models}) for _ in range(count)]
+    return groups
+
+
+def test_a_new_worker_calls_the_answering_group_with_the_fewest_workers():
+    groups = groups_of(3, ("flow",))
+    for worker, group in (("a", 0), ("b", 0), ("c", 1)):
+        groups.attach(worker, group)
+    assert groups.pick() == 2
+    groups.groups[2].lost_at = 10.0
+    assert groups.pick() == 1
+    groups.detach("a")
+    groups.detach("b")
+    assert groups.pick() == 0
+    groups.groups[0].lost_at = groups.groups[1].lost_at = 10.0
+    assert groups.pick() is None and groups.all_lost()
+
+
+def test_a_group_back_from_a_loss_takes_one_worker_until_each_of_its_servers_ends_a_pass():
+    # a GPU that wedges again at its first pass then holds one shard each time it comes back, not many
+    groups = groups_of(2, ("flow", "scoring"))
+    steady, back = groups.groups
+    groups.attach("a", 0)
+    groups.attach("b", 0)
+    back.lost_at = 10.0
+    assert groups.pick() == 0
+    back.came_back()
+    assert groups.pick() == 1  # no worker yet: it takes one
+    groups.attach("c", 1)
+    assert groups.pick() == 0  # although it has fewer workers
+    back.servers["flow"].forward_passes = 1
+    back.end_probation_if_passed()
+    assert groups.pick() == 0  # its estimator server has not ended a pass yet
+    back.servers["scoring"].forward_passes = 1
+    back.end_probation_if_passed()
+    assert groups.pick() == 1
+    assert steady.probation is None
