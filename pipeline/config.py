@@ -56,7 +56,7 @@ class ExecutionConfig:
         free GPU to restart it on), or one of whose model passes has run longer than this and clip_timeout_s
         (a wedged GPU), is lost: its workers are stopped (their shards go to the other groups' workers, their
         clips are not blamed), its servers are restarted, and it takes workers again once they answer (one
-        until each server has ended a model pass).
+        until a server has ended a model pass).
     """
 
     workers: int = 0

@@ -7,7 +7,7 @@ restart the servers on, or cut off) would hold its workers blocked in their call
 watchdog stopped it, which blames their clips (two such stops make innocent clips error rows), and a new
 worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
 restart its servers, and gives the group workers again once all its servers answer (ray_executor.py):
-one until each of its servers has ended a model pass, so that a GPU that wedges again at its first pass
+one until one of its servers has ended a model pass, so that a GPU that wedges again at its first pass
 holds one shard, not all its workers' shards, each time it comes back.
 A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model
 pass has run longer than a clip may take (``execution.clip_timeout_s``, and server_lost_s) is wedged (a
@@ -56,8 +56,9 @@ class ServerGroup:
         self.probation = {model: health.forward_passes for model, health in self.servers.items()}
 
     def end_probation_if_passed(self) -> None:
-        """Every server has ended a pass since the group came back: it takes any number of workers again."""
-        if self.probation and all(self.servers[model].forward_passes > n for model, n in self.probation.items()):
+        """A server has ended a pass since the group came back, so its GPU computes: it takes any number of workers
+        again (any server, not every one: a model may go uncalled for a while, as SAM2 for clips without prompts)."""
+        if self.probation and any(self.servers[model].forward_passes > n for model, n in self.probation.items()):
             self.probation = None
 
     def takes_workers(self) -> bool:
@@ -171,7 +172,7 @@ class ServerGroups:
                     ray.kill(health.actor, no_restart=False)
             elif group.lost_at is not None and not trouble and group.answers_again():
                 group.came_back()
-                progress.waiting(f"{name} answers again: one worker until each of its servers ends a model pass")
+                progress.waiting(f"{name} answers again: one worker until it ends a model pass")
         return newly_lost
 
     @staticmethod
