@@ -33,7 +33,7 @@ class ServerHealth:
     """What the driver knows of one server actor from its probes (``probe`` calls)."""
 
     actor: Any
-    probe: Any = None  # the outstanding probe's ObjectRef
+    outstanding: Any = None  # the ObjectRef of its probe not yet read
     probe_sent: float = 0.0
     last_answer: float | None = None  # None: it has not answered yet (starting)
     pass_running_s: float = 0.0  # how long its model pass under way had run, at its last answer
@@ -147,15 +147,16 @@ class ServerGroups:
         servers are restarted); a lost group whose servers all answer again takes workers again."""
         import ray
 
-        outstanding = [health.probe for group in self.groups for health in group.servers.values() if health.probe]
-        answered, _ = ray.wait(outstanding, num_returns=len(outstanding), timeout=0) if outstanding else ([], [])
+        healths = [health for group in self.groups for health in group.servers.values()]
+        refs = [health.outstanding for health in healths if health.outstanding is not None]
+        answered, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         answered = set(answered)
         now = time.monotonic()
         execution = self.config.execution
         newly_lost = []
         for index, group in enumerate(self.groups):
             for health in group.servers.values():
-                self._read_probe(health, health.probe in answered, now)
+                self._read_probe(health, health.outstanding in answered, now)
             group.end_probation_if_passed()
             trouble = group.trouble(
                 now, execution.server_lost_s, max(execution.server_lost_s, execution.clip_timeout_s)
@@ -179,15 +180,15 @@ class ServerGroups:
     def _read_probe(health: ServerHealth, answered: bool, now: float) -> None:
         import ray
 
-        if health.probe is not None and answered:
+        if health.outstanding is not None and answered:
             try:
-                health.pass_running_s, health.forward_passes = ray.get(health.probe)
+                health.pass_running_s, health.forward_passes = ray.get(health.outstanding)
                 health.last_answer = now
             except ray.exceptions.RayError:
                 pass  # dead for good, or restarting past its task retries: still silent
-            health.probe = None
-        if health.probe is None and now - health.probe_sent >= PROBE_INTERVAL_S:
-            health.probe, health.probe_sent = health.actor.probe.remote(), now
+            health.outstanding = None
+        if health.outstanding is None and now - health.probe_sent >= PROBE_INTERVAL_S:
+            health.outstanding, health.probe_sent = health.actor.probe.remote(), now
 
     def note_loads(self, progress: Progress) -> None:
         """One line per flow and score server: passes, items a pass, time in the model (tuning the batch sizes)."""
