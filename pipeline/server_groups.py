@@ -147,8 +147,8 @@ class ServerGroups:
         servers are restarted); a lost group whose servers all answer again takes workers again."""
         import ray
 
-        healths = [health for group in self.groups for health in group.servers.values()]
-        refs = [health.outstanding for health in healths if health.outstanding is not None]
+        refs = [health.outstanding for group in self.groups for health in group.servers.values()]
+        refs = [ref for ref in refs if ref is not None]
         answered, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         answered = set(answered)
         now = time.monotonic()
@@ -198,12 +198,11 @@ class ServerGroups:
             for model, health in group.servers.items():
                 if model not in SERVER_UNITS:
                     continue
-                if group.lost_at is not None:
-                    progress.note(f"{model} server {index}/{len(self.groups)}: lost")
-                    continue
-                try:
-                    load = ray.get(health.actor.load.remote(), timeout=self.config.execution.server_lost_s)
-                    line = load.describe(SERVER_UNITS[model])
-                except (ray.exceptions.RayError, TimeoutError) as error:
-                    line = f"unavailable ({type(error).__name__})"
+                line = "lost"
+                if group.lost_at is None:
+                    try:
+                        load = ray.get(health.actor.load.remote(), timeout=self.config.execution.server_lost_s)
+                        line = load.describe(SERVER_UNITS[model])
+                    except (ray.exceptions.RayError, TimeoutError) as error:
+                        line = f"unavailable ({type(error).__name__})"
                 progress.note(f"{model} server {index}/{len(self.groups)}: {line}")
