@@ -90,11 +90,16 @@ def turning_shows_it(matrix: Sequence[int]) -> bool:
     return orientation is None or not orientation.mirrored
 
 
+def is_iso_bmff(data: bytes) -> bool:
+    """MP4, MOV and their kin (ISO base media files): their headers hold the display matrix."""
+    return data[4:8] == b"ftyp"
+
+
 def mp4_display_matrix(data: bytes) -> tuple[int, ...] | None:
     """The display matrix of an MP4/MOV file's first video track as FFmpeg reads it (its ``tkhd`` matrix, then
     the movie's in ``mvhd``), from the bytes in memory; None for other containers, a file without one, or boxes
     that do not parse."""
-    if data[4:8] != b"ftyp":
+    if not is_iso_bmff(data):
         return None
     movie = next(child_boxes(data, 0, len(data), b"moov"), None)
     if movie is None:

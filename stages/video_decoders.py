@@ -8,6 +8,7 @@ real 720p/540p clips, 47 decoded frames of which 20 kept).
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from collections.abc import Callable, Collection
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stages.base import ClipError
-from stages.display_matrix import as_shown, decoder_turns, mp4_display_matrix, swaps_axes, turning_shows_it
+from stages.display_matrix import (
+    as_shown,
+    decoder_turns,
+    is_iso_bmff,
+    mp4_display_matrix,
+    swaps_axes,
+    turning_shows_it,
+)
 
 if TYPE_CHECKING:
     import av
@@ -60,13 +68,18 @@ def quiet_decoder_logs() -> None:
 
 
 def decode_with_decord(
-    data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Resize, threads: int
+    data: bytes,
+    frame_limit: FrameLimit,
+    kept: FramesKept,
+    resize: Resize,
+    threads: int,
+    matrix: tuple[int, ...] | None = None,
 ) -> VideoFrames:
-    """Decode the leading frames with decord, sequentially."""
+    """Decode the leading frames with decord, sequentially. ``matrix``: the MP4/MOV display matrix, which decord
+    follows by its rotation alone."""
     import decord
 
     reader = decord.VideoReader(io.BytesIO(data), num_threads=threads)
-    matrix = mp4_display_matrix(data)
     mirror = None if matrix is None or turning_shows_it(matrix) else matrix  # decord turns, never mirrors
     fps = float(reader.get_avg_fps())
     declared = len(reader)
@@ -168,17 +181,19 @@ def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Re
 
 @dataclass(frozen=True)
 class HeaderProbe:
-    """What the container header claims about the first video stream (no frame decoded)."""
+    """What the container says about the first video stream before any frame is kept."""
 
     codec: str | None
     width: int
     height: int
     sample_aspect_ratio: float = 1.0  # a coded pixel's width over its height as shown (anamorphic video: not 1)
+    display_matrix: tuple[int, ...] | None = None  # how players turn or mirror the coded frames; None: as coded
 
 
-def probe_header(data: bytes) -> HeaderProbe | None:
-    """The first video stream's codec, size and sample aspect ratio from the header; None if PyAV cannot read
-    one."""
+def probe_header(data: bytes, max_pixels: int) -> HeaderProbe | None:
+    """The first video stream's codec, size, sample aspect ratio and display matrix; None if PyAV cannot read a
+    header. An MP4's matrix is read from its boxes; another container's (Matroska and WebM keep it as a projection)
+    is the one FFmpeg attaches to the first frame, which is decoded for it only within ``max_pixels``."""
     import av
 
     try:
@@ -191,9 +206,29 @@ def probe_header(data: bytes) -> HeaderProbe | None:
             aspect = float(declared) if declared else 1.0
             if not SAMPLE_ASPECT_LIMITS[0] <= aspect <= SAMPLE_ASPECT_LIMITS[1]:
                 aspect = 1.0
-            return HeaderProbe(context.codec.canonical_name, int(context.width or 0), int(context.height or 0), aspect)
+            width, height = int(context.width or 0), int(context.height or 0)
+            if is_iso_bmff(data):
+                matrix = mp4_display_matrix(data)
+            else:
+                matrix = first_frame_display_matrix(container, stream) if width * height <= max_pixels else None
+            return HeaderProbe(context.codec.canonical_name, width, height, aspect, matrix)
     except (av.FFmpegError, IndexError, ValueError):
         return None
+
+
+def first_frame_display_matrix(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> tuple[int, ...] | None:
+    """The display matrix on the stream's first frame; None when it has none or no frame decodes (the decoders
+    then say why)."""
+    import av
+
+    stream.thread_count = 1
+    try:
+        frame = next(container.decode(stream), None)
+    except (av.FFmpegError, ValueError):
+        return None
+    return display_matrix_of(frame) if frame is not None else None
 
 
 def iso_bmff_truncated(data: bytes) -> bool:
@@ -201,7 +236,7 @@ def iso_bmff_truncated(data: bytes) -> bool:
 
     Tells a cut-off download (``decode:truncated``) from a file that is damaged or not a video.
     """
-    if data[4:8] != b"ftyp":
+    if not is_iso_bmff(data):
         return False
     offset = 0
     while offset + 8 <= len(data):
@@ -226,12 +261,13 @@ def decode_video(
     threads: int = 1,
     max_pixels: int = 40_000_000,
 ) -> VideoFrames:
-    """Refuse a header over the pixel budget, decode with decord, then PyAV if decord fails; classify the
-    failure when both do. An anamorphic video's frames are resized as shown (decoders return coded pixels):
-    its sample aspect ratio applies along the coded x axis, which a display matrix may turn upright."""
+    """Refuse a header over the pixel budget, decode with decord, then PyAV if decord fails (PyAV alone for a
+    file other than MP4/MOV with a display matrix, which decord ignores); classify the failure when both do. An
+    anamorphic video's frames are resized as shown (decoders return coded pixels): its sample aspect ratio applies
+    along the coded x axis, which a display matrix may turn upright."""
     if not data:
         raise ClipError("decode:empty", "the video member has zero bytes")
-    header = probe_header(data)
+    header = probe_header(data, max_pixels)
     if header is not None and header.width * header.height > max_pixels:
         raise ClipError(
             "decode:too_large",
@@ -239,16 +275,19 @@ def decode_video(
             f"over decode.max_pixels = {max_pixels}; nothing was decoded",
         )
     sample_aspect = header.sample_aspect_ratio if header is not None else 1.0
-    matrix = mp4_display_matrix(data)
+    matrix = header.display_matrix if header is not None else mp4_display_matrix(data)
     turned_upright = matrix is not None and swaps_axes(matrix)  # the coded x axis is shown upright
     pixel_aspect = 1 / sample_aspect if turned_upright else sample_aspect
 
     def resize_shown(frame: np.ndarray) -> np.ndarray:
         return resize(frame, pixel_aspect)
 
+    backends: dict[str, Callable[..., VideoFrames]] = {"pyav": decode_with_pyav}
+    if matrix is None or is_iso_bmff(data):  # decord 0.6 turns MP4s by their matrix, and other files not at all
+        backends = {"decord": functools.partial(decode_with_decord, matrix=matrix), **backends}
     failures = []
     diagnosis: ClipError | None = None
-    for name, backend in (("decord", decode_with_decord), ("pyav", decode_with_pyav)):
+    for name, backend in backends.items():
         try:
             video = backend(data, frame_limit, kept, resize_shown, threads)
         except Exception as error:  # noqa: BLE001 - each backend fails in its own exception types

@@ -116,6 +116,20 @@ def test_mirrored_or_turned_video_is_decoded_as_players_show_it_by_both_backends
     assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
 
+@pytest.mark.parametrize("container, codec", [("mkv", "libx264"), ("webm", "libvpx-vp9")])
+@pytest.mark.parametrize("a, b, c, d", [(0, 1, -1, 0), (-1, 0, 0, 1)], ids=["quarter turn", "mirrored"])
+def test_a_matroska_display_matrix_is_applied(container, codec, a, b, c, d):
+    """Matroska and WebM keep the display matrix as a projection, which decord 0.6 ignores (it turns MP4s only):
+    a phone clip remuxed to MKV came out lying on its side, its pans read as tilts, a mirror's as the wrong way."""
+    coded = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 12)
+    payload = encode_video(coded, 24.0, container=container, codec=codec, display_matrix=matrix_of(a, b, c, d))
+    shown = shown_by_the_matrix(coded[0], a, b, c, d)
+    clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload, container)
+    assert clip.ok and clip.fields["decode_backend"] == "pyav"
+    assert (clip.fields["width"], clip.fields["height"]) == (shown.shape[1], shown.shape[0])
+    assert np.abs(clip.video.frames[0].astype(int) - shown).mean() < 8  # ~40 as coded
+
+
 @pytest.mark.parametrize("track, movie", [((1, 0, 0, 1), (-1, 0, 0, 1)), ((-1, 0, 0, 1), (0, 1, -1, 0))])
 def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(track, movie):
     """FFmpeg applies the movie header's matrix after the track's; decord turns by their product, so the mirror
@@ -131,14 +145,15 @@ def test_a_movie_header_matrix_is_applied_after_the_tracks_by_both_backends(trac
     assert np.abs(by_pyav.frames[0].astype(int) - shown).mean() < 6
 
 
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
 @pytest.mark.parametrize("rotation", [0, 90])
-def test_an_anamorphic_video_is_decoded_as_shown(rotation):
+def test_an_anamorphic_video_is_decoded_as_shown(rotation, container):
     """96x64 coded pixels twice as wide as high are shown 192x64 (turned: 64x192); decoders return the coded
     pixels, in which a pan across would read at half its speed against the frame's size."""
     shown = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 192, 64, 24.0, 12)
     coded = np.stack([cv2.resize(frame, (96, 64), interpolation=cv2.INTER_AREA) for frame in shown])
-    payload = encode_video(coded, 24.0, display_rotation=rotation, sample_aspect_ratio=Fraction(2))
-    clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload)
+    payload = encode_video(coded, 24.0, container, display_rotation=rotation, sample_aspect_ratio=Fraction(2))
+    clip = decoded(DecodeStage(DecodeConfig(short_side=64)), payload, container)
     upright = np.rot90(shown[0], rotation // 90)
     assert clip.ok and (clip.fields["width"], clip.fields["height"]) == (upright.shape[1], upright.shape[0])
     first = clip.video.frames[0]
