@@ -91,8 +91,8 @@ EXPECTED_ERRORS = {
     "/absolute/clip": "input:unsafe_name",
 }
 EXPECTED_OK = (
-    "clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "mirrored", "thumbnail", "wide",
-    "anamorphic", "caf\\xe9",
+    "clip", "grey", "ten_bit", "mjpeg_as_webm", "variable_rate", "rotated", "rotated_mkv", "mirrored", "thumbnail",
+    "wide", "anamorphic", "caf\\xe9",
 )  # fmt: skip
 MIRROR = (-1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # display matrix: x -> -x (a selfie camera)
 
@@ -102,6 +102,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
     root = tmp_path_factory.mktemp("hostile")
     clip = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5)
     rotated = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5, display_rotation=90)  # a phone clip
+    rotated_mkv = make_clip(Scene(seed=8, pan=(6.0, 0.0)), *SIZE, seconds=1.5, display_rotation=90, container="mkv")
     mirrored = make_clip(Scene(seed=8, pan=(6.0, 3.0)), *SIZE, seconds=1.5, display_matrix=MIRROR)
     wide = render_scene(Scene(seed=8, pan=(9.0, 0.0)), 2 * SIZE[0], SIZE[1], FPS, 36)
     squeezed = np.stack([cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA) for frame in wide])  # 2:1 pixels
@@ -122,6 +123,7 @@ def hostile_run(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
             ("mjpeg_as_webm.webm", encoded("avi", "mjpeg", "yuvj420p", frames=36)),  # wrong extension
             ("variable_rate.mp4", encoded("mp4", "libx264", "yuv420p", frames=60, times_ms=steps_ms)),
             ("rotated.mp4", rotated),
+            ("rotated_mkv.mkv", rotated_mkv),  # the same remuxed: Matroska keeps the turn as a projection
             ("mirrored.mp4", mirrored),
             ("thumbnail.mp4", make_clip(Scene(seed=8, pan=(6.0, 0.0)), 72, 48, seconds=1.5)),  # decord misreads it
             ("wide.mp4", encode_video(wide, FPS)),
@@ -160,10 +162,11 @@ def test_unusual_but_valid_videos_are_annotated(hostile_run):
     assert variable["window_s"] == pytest.approx(15 / 8, abs=0.06)  # sampled by timestamps, not by index
 
 
-def test_a_rotated_clip_is_measured_as_displayed(hostile_run):
+@pytest.mark.parametrize("key", ["rotated", "rotated_mkv"])
+def test_a_rotated_clip_is_measured_as_displayed(hostile_run, key):
     """Turned 90 degrees counter-clockwise for display, the coded clip's pan (x) becomes a tilt (-y)."""
     _, rows = hostile_run
-    coded, shown = rows["clip"][0], rows["rotated"][0]
+    coded, shown = rows["clip"][0], rows[key][0]
     assert (shown["width"], shown["height"]) == (coded["height"], coded["width"]) == (SIZE[1], SIZE[0])
     assert coded["camera_type"].startswith("pan") and shown["camera_type"].startswith("tilt")
     assert shown["cam_ty"] == pytest.approx(-coded["cam_tx"], rel=0.1)
@@ -210,4 +213,4 @@ def test_nothing_is_written_outside_out_and_unsafe_keys_are_not_stored(hostile_r
     with tarfile.open(root / "work" / "out" / "conditions" / "hostile-000.tar") as archive:
         stored = [member.name for member in archive.getmembers()]
     assert sorted(stored) == sorted(f"{key}.npz" for key in EXPECTED_OK if key != "caf\\xe9")
-    assert sum(len(found) for found in rows.values()) == 21  # one row per sample
+    assert sum(len(found) for found in rows.values()) == 22  # one row per sample
