@@ -3,7 +3,8 @@
 Set ``MOTIONPIPE_INJECT_FAULTS="crash:KEY1,hang:KEY2"`` in the environment of the workers: the worker
 that reaches KEY1 dies by SIGSEGV, as a decoder bug would kill it; the one that reaches KEY2 sleeps
 until the hang watchdog stops it. ``hang-pass:PATH`` makes the model server that first creates the file
-PATH hang in its model pass, as a wedged GPU would (its other threads still answer). Unset (always,
+PATH hang in its model pass, as a wedged GPU would (its other threads still answer); ``hang-pass:*`` makes
+every server hang in its first pass, restarted or not (a GPU that wedges again each time). Unset (always,
 outside tests), it does nothing.
 """
 
@@ -38,11 +39,13 @@ def inject_faults(keys: list[str]) -> None:
 
 
 def inject_pass_fault() -> None:
-    """Hang this model pass if the environment asks for it (``hang-pass:PATH``) and no server has created PATH
-    yet (a restarted server finds it there and runs)."""
+    """Hang this model pass if the environment asks for it: ``hang-pass:*``, or ``hang-pass:PATH`` and no server
+    has created PATH yet (a restarted server finds it there and runs)."""
     for path, fault in requested_faults().items():
         if fault != "hang-pass":
             continue
+        if path == "*":
+            hang_forever()
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:

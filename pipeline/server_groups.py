@@ -8,7 +8,8 @@ watchdog stopped it, which blames their clips (two such stops make innocent clip
 worker could be handed the same silent group again. So the driver stops the group's workers, has Ray
 restart its servers, and gives the group workers again once all its servers answer (ray_executor.py):
 one until one of its servers has ended a model pass, so that a GPU that wedges again at its first pass
-holds one shard, not all its workers' shards, each time it comes back.
+holds one shard, not all its workers' shards, each time it comes back; after FAILED_RETURNS_TO_RETIRE such
+returns in a row the group is retired (its servers not restarted).
 A group that has never answered is starting (RAFT on cuda takes ~16 s), not lost. A server whose model
 pass has run longer than a clip may take (``execution.clip_timeout_s``, and server_lost_s) is wedged (a
 faulty GPU: its other threads still answer), and its group is lost the same way.
@@ -25,6 +26,7 @@ from pipeline.model_service import FlowServer, ScoreServer, SegmentServer
 from pipeline.shard_runner import Progress
 
 PROBE_INTERVAL_S = 1.0  # how often the driver asks each server whether it answers
+FAILED_RETURNS_TO_RETIRE = 3  # a group lost this many times in a row, each time back before ending a pass
 SERVER_UNITS = {"flow": "pairs", "scoring": "clips"}  # what a batching server's items are
 
 
@@ -50,6 +52,16 @@ class ServerGroup:
     workers: set[Any] = field(default_factory=set)  # shard workers calling it, alive as far as the driver knows
     lost_at: float | None = None  # when it was found silent; None while it answers
     probation: dict[str, int] | None = None  # back from a loss: each server's passes then; one worker till more
+    failed_returns: int = 0  # times in a row it came back and was lost again before ending a model pass
+    retired: bool = False  # for good: its GPU is taken for faulty
+
+    def lose(self, now: float) -> None:
+        """Found lost now. Lost again while on probation, it came back without its GPU computing once: after
+        FAILED_RETURNS_TO_RETIRE such returns in a row the GPU is taken for faulty (it answers after each restart
+        and wedges at its first pass), and the group is retired rather than costing a shard attempt each cycle."""
+        self.failed_returns = self.failed_returns + 1 if self.probation is not None else 0
+        self.retired = self.failed_returns >= FAILED_RETURNS_TO_RETIRE
+        self.lost_at = now
 
     def came_back(self) -> None:
         self.lost_at = None
@@ -155,6 +167,8 @@ class ServerGroups:
         execution = self.config.execution
         newly_lost = []
         for index, group in enumerate(self.groups):
+            if group.retired:
+                continue
             for health in group.servers.values():
                 self._read_probe(health, health.outstanding in answered, now)
             group.end_probation_if_passed()
@@ -163,14 +177,20 @@ class ServerGroups:
             )
             name = f"model server group {index + 1}/{len(self.groups)}"
             if group.lost_at is None and trouble:
-                group.lost_at = now
+                group.lose(now)
                 newly_lost.append(index)
+                fate = (
+                    f"retired: it came back {group.failed_returns} times in a row and was lost again before ending "
+                    "a model pass (a faulty GPU)"
+                    if group.retired
+                    else "restarted"
+                )
                 progress.waiting(
                     f"{name} {trouble}: its {len(group.workers)} worker(s) are stopped (their shards go to other "
-                    "workers, their clips are not blamed) and its servers restarted"
+                    f"workers, their clips are not blamed) and its servers {fate}"
                 )
                 for health in group.servers.values():
-                    ray.kill(health.actor, no_restart=False)
+                    ray.kill(health.actor, no_restart=group.retired)
             elif group.lost_at is not None and not trouble and group.answers_again():
                 group.came_back()
                 progress.waiting(f"{name} answers again: one worker until it ends a model pass")
@@ -198,7 +218,7 @@ class ServerGroups:
             for model, health in group.servers.items():
                 if model not in SERVER_UNITS:
                     continue
-                line = "lost"
+                line = "retired (a faulty GPU)" if group.retired else "lost"
                 if group.lost_at is None:
                     try:
                         load = ray.get(health.actor.load.remote(), timeout=self.config.execution.server_lost_s)

@@ -21,6 +21,7 @@ import torch
 from conftest import MOTIONPIPE, make_clip, motionpipe, rows_by_key, write_tar
 
 from pipeline.fault_injection import FAULTS_ENV
+from pipeline.server_groups import FAILED_RETURNS_TO_RETIRE
 from pipeline.synthetic_video import Scene
 
 pytestmark = pytest.mark.slow
@@ -328,6 +329,21 @@ def test_a_run_whose_only_server_group_is_lost_fails_clearly_and_a_rerun_complet
     assert motionpipe("annotate", *shards, str(out), *ONE_SERVER_GROUP).returncode == 0
     rows = assert_complete(out, shards=4, clips=3)
     assert {row["status"] for row in rows.values()} == {"ok"}
+
+
+def test_a_server_group_that_wedges_again_after_each_restart_is_retired(tmp_path):
+    """Every pass hangs, restarted servers' too (a faulty GPU): the group comes back, takes one worker on
+    probation and is lost again, FAILED_RETURNS_TO_RETIRE times; then it is retired, not restarted, and with no
+    other group the run fails clearly once gpu_wait_s has passed."""
+    shards = small_shards(tmp_path / "in", shards=4, clips=3)
+    quick = ("--set", "execution.clip_timeout_s=4", "--set", "execution.gpu_wait_s=12")  # lost after 4 s in a pass
+    failed = motionpipe("annotate", *shards, str(tmp_path / "out"), *ONE_SERVER_GROUP, *quick,
+                        env={FAULTS_ENV: "hang-pass:*"})  # fmt: skip
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    returns = f"retired: it came back {FAILED_RETURNS_TO_RETIRE} times in a row and was lost again before ending"
+    assert failed.stderr.count("answers again") == FAILED_RETURNS_TO_RETIRE and returns in failed.stderr, failed.stderr
+    assert "every model server group is lost" in failed.stderr
+    assert not list((tmp_path / "out").glob("metadata/*.parquet"))  # no pass ever ended: no shard done
 
 
 def shard_worker_processes(node: int | None = None) -> list:

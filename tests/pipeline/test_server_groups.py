@@ -4,7 +4,7 @@ test_faults.py)."""
 from __future__ import annotations
 
 from pipeline.config import build_config
-from pipeline.server_groups import ServerGroup, ServerGroups, ServerHealth
+from pipeline.server_groups import FAILED_RETURNS_TO_RETIRE, ServerGroup, ServerGroups, ServerHealth
 
 
 def groups_of(count: int, models: tuple[str, ...]) -> ServerGroups:
@@ -46,3 +46,25 @@ def test_a_group_back_from_a_loss_takes_one_worker_until_one_of_its_servers_ends
     back.end_probation_if_passed()
     assert groups.pick() == 1
     assert steady.probation is None
+
+
+def test_a_group_that_keeps_coming_back_and_wedging_before_a_pass_is_retired():
+    """A faulty GPU answers after each restart and wedges at its first pass: each cycle would cost a shard attempt
+    and a worker's clip_timeout_s for good. A group whose GPU computed between its losses (a node lost, the servers
+    restarted on another) is never retired."""
+    groups = groups_of(2, ("flow",))
+    faulty, healthy = groups.groups
+    faulty.lose(10.0)  # the first loss: it has not come back yet
+    for cycle in range(FAILED_RETURNS_TO_RETIRE):
+        assert not faulty.retired
+        faulty.came_back()
+        assert groups.pick() in (0, 1)
+        faulty.lose(20.0 + cycle)  # lost again on probation: no pass ended
+    assert faulty.retired and groups.pick() == 1 and faulty.lost_at is not None  # check() probes it no more
+    healthy.lose(10.0)
+    for cycle in range(2 * FAILED_RETURNS_TO_RETIRE):
+        healthy.came_back()
+        healthy.servers["flow"].forward_passes += 1
+        healthy.end_probation_if_passed()
+        healthy.lose(20.0 + cycle)
+    assert not healthy.retired and healthy.failed_returns == 0
