@@ -330,9 +330,12 @@ def annotate_on_ray(
                 stop_workers_of(group)
             all_lost_since = (all_lost_since or time.monotonic()) if server_groups.all_lost() else None
             if all_lost_since and time.monotonic() - all_lost_since > config.execution.gpu_wait_s:
+                faulty = server_groups.retired()
+                retired = f" ({faulty} of them retired: faulty GPUs)" if faulty else ""
                 raise InsufficientResourcesError(
-                    f"every model server group is lost and none came back within {config.execution.gpu_wait_s:g} s "
-                    f"(execution.gpu_wait_s); {len(queue) + len(pending)} shard(s) not annotated: rerun to resume"
+                    f"every model server group is lost{retired} and none came back within "
+                    f"{config.execution.gpu_wait_s:g} s (execution.gpu_wait_s); {len(queue) + len(pending)} shard(s) "
+                    "not annotated: rerun to resume"
                 )
             if queue and len(starting) + len(idle) + len(pending) < target and (not starting or room_for(resources)):
                 # into free room; else one worker waits for room, which an autoscaler adds a node for

@@ -154,6 +154,10 @@ class ServerGroups:
     def all_lost(self) -> bool:
         return bool(self.groups) and all(group.lost_at is not None for group in self.groups)
 
+    def retired(self) -> int:
+        """How many groups were retired (taken for faulty GPUs)."""
+        return sum(group.retired for group in self.groups)
+
     def check(self, progress: Progress) -> list[int]:
         """Read the probes that answered, send new ones, and return the groups lost since the last check (their
         servers are restarted); a lost group whose servers all answer again takes workers again."""
