@@ -79,7 +79,7 @@ class TqdmProgress:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionpipe",
-        description="Annotate WebDataset video shards with motion: flow statistics in %%diag/s "
+        description="Annotate WebDataset video shards with motion: flow statistics in %diag/s "
         "(percent of the frame diagonal per second), one Parquet row per clip.",
     )
     parser.add_argument("--version", action="version", version=f"motionpipe {__version__}")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sample-data",
         help="write synthetic shards with known motion",
         description="Render synthetic clips with known camera and object motion, encode them as H.264 mp4, and "
-        "write OUT/shards/sample-NNNNNN.tar plus OUT/ground_truth.json (speeds in %%diag/s).",
+        "write OUT/shards/sample-NNNNNN.tar plus OUT/ground_truth.json (speeds in %diag/s).",
     )
     sample.add_argument("out", metavar="OUT", help="output directory")
     sample.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")

@@ -200,10 +200,19 @@ def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
     assert done.returncode == 2 and message in done.stderr
 
 
-@pytest.mark.parametrize("command", ["annotate", "sample-data", "inspect", "train-estimator", "eval-estimator"])
+@pytest.mark.parametrize(
+    "command",
+    ["annotate", "sample-data", "inspect", "train-estimator", "eval-estimator", "filter", "report", "train-diffusion"],
+)
 def test_help_documents_each_command(command):
     done = motionpipe(command, "--help")
     assert done.returncode == 0 and "usage: motionpipe " + command in done.stdout
+    assert "%%" not in done.stdout  # argparse unescapes only help texts, not descriptions
+
+
+def test_help_gives_the_unit_of_speeds():
+    text = " ".join(motionpipe("--help").stdout.split())  # as wrapped to the terminal
+    assert "flow statistics in %diag/s (percent of the frame diagonal per second)" in text
 
 
 def test_out_as_a_filesystem_url_is_written_resumed_and_read_back(corpus, tmp_path):
