@@ -77,6 +77,11 @@ class TqdmProgress:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import RunConfig
+    from stages.conditions import CONDITIONS
+    from stages.decouple import SEGMENTERS
+    from stages.flow import FLOW_BACKENDS
+
     parser = argparse.ArgumentParser(
         prog="motionpipe",
         description="Annotate WebDataset video shards with motion: flow statistics in %diag/s "
@@ -109,12 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set flow.dis_preset=fast (repeatable)",
     )
-    annotate.add_argument("--fps-target", type=float, help="sampling rate of processing frames (default 8)")
-    annotate.add_argument("--max-frames", type=int, help="sampled frames per clip (default 16)")
-    annotate.add_argument("--short-side", type=int, help="processing short side in px (default 256)")
+    default = RunConfig()  # the help states the defaults the config has
+    annotate.add_argument(
+        "--fps-target", type=float, help=f"sampling rate of processing frames (default {default.decode.fps_target:g})"
+    )
+    annotate.add_argument(
+        "--max-frames", type=int, help=f"sampled frames per clip (default {default.decode.max_frames})"
+    )
+    annotate.add_argument(
+        "--short-side", type=int, help=f"processing short side in px (default {default.decode.short_side})"
+    )
     annotate.add_argument("--workers", type=int, help="parallel shard workers (default: one per CPU)")
     annotate.add_argument(
-        "--flow-backend", choices=["dis", "farneback", "raft_small", "raft_large"], help="optical flow (default dis)"
+        "--flow-backend", choices=FLOW_BACKENDS, help=f"optical flow (default {default.flow.backend})"
     )
     annotate.add_argument("--flow-weights", metavar="PATH", help="RAFT state dict (.pth or .safetensors)")
     annotate.add_argument(
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run RAFT/SAM2 without weights: for tests only, every row's backend names say '+random-weights'",
     )
     annotate.add_argument(
-        "--segmenter", choices=["motion_regions", "sam2"], help="object masks (default motion_regions, built in)"
+        "--segmenter", choices=SEGMENTERS, help=f"object masks (default {default.decouple.segmenter}, built in)"
     )
     annotate.add_argument("--sam2-checkpoint", metavar="PATH", help="SAM2 checkpoint (.pt) for --segmenter sam2")
     annotate.add_argument(
@@ -132,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument(
         "--conditions",
         metavar="LIST",
-        help="conditions to write to OUT/conditions: all (default), none, or a comma list of motion_mask, heatmap, "
-        "dense_tracks, region_trajectories, sparse_tracks",
+        help=f"conditions to write to OUT/conditions: none, all, or a comma list of {', '.join(CONDITIONS)} "
+        f"(default {default.conditions.include})",
     )
     engine = annotate.add_mutually_exclusive_group()
     engine.add_argument("--local", action="store_true", help="run in this process, without Ray")

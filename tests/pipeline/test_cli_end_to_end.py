@@ -210,9 +210,11 @@ def test_help_documents_each_command(command):
     assert "%%" not in done.stdout  # argparse unescapes only help texts, not descriptions
 
 
-def test_help_gives_the_unit_of_speeds():
+def test_help_gives_the_unit_of_speeds_and_the_defaults():
     text = " ".join(motionpipe("--help").stdout.split())  # as wrapped to the terminal
     assert "flow statistics in %diag/s (percent of the frame diagonal per second)" in text
+    text = " ".join(motionpipe("annotate", "--help").stdout.split())
+    assert "sparse_tracks (default none)" in text and "optical flow (default dis)" in text  # statistics only
 
 
 def test_out_as_a_filesystem_url_is_written_resumed_and_read_back(corpus, tmp_path):
