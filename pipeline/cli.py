@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("out", metavar="OUT", help="output directory of an annotate run")
     report.add_argument("--to", help="report folder (default OUT/report; replaced as a whole)")
-    report.add_argument("--gallery", type=int, default=8, help="clips in the gallery")
+    report.add_argument("--gallery", type=int, default=8, help="clips in the gallery (default %(default)s)")
     report.add_argument("--shards", default="", help="read videos from this folder by shard name")
 
     diffusion = commands.add_parser(
@@ -255,13 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--scores", default="object_score,camera_score",
         help="two metadata columns as the (object, camera) scores; object_motion,camera_motion without an estimator",
     )  # fmt: skip
-    diffusion.add_argument("--steps", type=int, default=20)
-    diffusion.add_argument("--batch-size", type=int, default=2)
-    diffusion.add_argument("--frames", type=int, default=8)
-    diffusion.add_argument("--size", default="64x64", help="training WIDTHxHEIGHT in px")
-    diffusion.add_argument("--focal-weight", type=float, default=1.0, help="MotiF's lambda")
+    diffusion.add_argument("--steps", type=int, default=20, help="optimisation steps (default %(default)s)")
+    diffusion.add_argument("--batch-size", type=int, default=2, help="clips per step (default %(default)s)")
+    diffusion.add_argument("--frames", type=int, default=8, help="frames per training clip (default %(default)s)")
+    diffusion.add_argument("--size", default="64x64", help="training WIDTHxHEIGHT in px (default %(default)s)")
+    diffusion.add_argument("--focal-weight", type=float, default=1.0, help="MotiF's lambda (default %(default)s)")
     diffusion.add_argument("--workers", type=int, default=0, help="dataloader worker processes")
-    diffusion.add_argument("--seed", type=int, default=0)
+    diffusion.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     return parser
 
 
