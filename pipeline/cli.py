@@ -295,7 +295,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     try:
         config = build_config(args.config, cli_overrides(args))
         shard_paths = resolve_shards(args.inputs)
-        RunStorage.at(args.out)  # an unknown scheme or unreachable store fails here, before any work
+        RunStorage.at(args.out).require_folder()  # an unknown scheme, unreachable store or a file fails here
     except (ValueError, OSError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -53,10 +53,14 @@ class RunStorage:
     def exists(self, relative: str) -> bool:
         return self.filesystem.get_file_info(self.full(relative)).type != fs.FileType.NotFound
 
-    def is_empty(self) -> bool:
-        """Whether no file or folder is under the root (a root that does not exist is empty)."""
+    def require_folder(self) -> None:
+        """Raise NotADirectoryError when the root is a file: outputs would fail there only once work is done."""
         if self.filesystem.get_file_info(self.root).type == fs.FileType.File:
             raise NotADirectoryError(f"{self.url('')} is a file, not a folder")
+
+    def is_empty(self) -> bool:
+        """Whether no file or folder is under the root (a root that does not exist is empty)."""
+        self.require_folder()
         return not self.filesystem.get_file_info(fs.FileSelector(self.root, allow_not_found=True))
 
     def read_bytes(self, relative: str) -> bytes:

@@ -192,10 +192,13 @@ def test_raft_with_random_weights_marks_every_row(corpus, tmp_path):
         (["annotate", "{shard}", "{out}", "--conditions", "heatmaps"], "conditions.include"),
         (["sample-data", "{out}", "--width", "161"], "even"),
         (["annotate", "{shard}", "nosuchfs://bucket/out"], "nosuchfs"),
+        (["annotate", "{shard}", "{file}"], "is a file, not a folder"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(corpus, tmp_path, args, message):
-    args = [a.format(shard=corpus / "shards" / "sample-000000.tar", out=tmp_path / "o") for a in args]
+    (tmp_path / "a_file").write_text("not a folder")
+    paths = {"shard": corpus / "shards" / "sample-000000.tar", "out": tmp_path / "o", "file": tmp_path / "a_file"}
+    args = [a.format(**paths) for a in args]
     done = motionpipe(*args, env={"TORCH_HOME": str(tmp_path / "torch")})
     assert done.returncode == 2 and message in done.stderr
 
