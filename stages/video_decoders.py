@@ -26,6 +26,7 @@ from stages.display_matrix import (
     swaps_axes,
     turning_shows_it,
 )
+from stages.matroska import first_video_track_projects
 
 if TYPE_CHECKING:
     import av
@@ -193,7 +194,8 @@ class HeaderProbe:
 def probe_header(data: bytes, max_pixels: int) -> HeaderProbe | None:
     """The first video stream's codec, size, sample aspect ratio and display matrix; None if PyAV cannot read a
     header. An MP4's matrix is read from its boxes; another container's (Matroska and WebM keep it as a projection)
-    is the one FFmpeg attaches to the first frame, which is decoded for it only within ``max_pixels``."""
+    is the one FFmpeg attaches to the first frame, which is decoded for it only within ``max_pixels`` and unless
+    the Matroska track headers show there is none."""
     import av
 
     try:
@@ -209,8 +211,10 @@ def probe_header(data: bytes, max_pixels: int) -> HeaderProbe | None:
             width, height = int(context.width or 0), int(context.height or 0)
             if is_iso_bmff(data):
                 matrix = mp4_display_matrix(data)
+            elif first_video_track_projects(data) is False or width * height > max_pixels:
+                matrix = None
             else:
-                matrix = first_frame_display_matrix(container, stream) if width * height <= max_pixels else None
+                matrix = first_frame_display_matrix(container, stream)
             return HeaderProbe(context.codec.canonical_name, width, height, aspect, matrix)
     except (av.FFmpegError, IndexError, ValueError):
         return None
