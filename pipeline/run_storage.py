@@ -54,7 +54,8 @@ class RunStorage:
         return self.filesystem.get_file_info(self.full(relative)).type != fs.FileType.NotFound
 
     def require_folder(self) -> None:
-        """Raise NotADirectoryError when the root is a file: outputs would fail there only once work is done."""
+        """Raise NotADirectoryError when the root is a file, which a run should say before it starts, not at its
+        first write."""
         if self.filesystem.get_file_info(self.root).type == fs.FileType.File:
             raise NotADirectoryError(f"{self.url('')} is a file, not a folder")
 

@@ -26,6 +26,7 @@ VIDEO_TRACK_TYPE = 1
 
 
 def is_matroska(data: bytes) -> bool:
+    """Whether the file opens with an EBML header, as Matroska and WebM files do."""
     return data[:4] == EBML_MAGIC
 
 

@@ -74,7 +74,7 @@ def decode_with_decord(
     kept: FramesKept,
     resize: Resize,
     threads: int,
-    matrix: tuple[int, ...] | None = None,
+    matrix: tuple[int, ...] | None,
 ) -> VideoFrames:
     """Decode the leading frames with decord, sequentially. ``matrix``: the MP4/MOV display matrix, which decord
     follows by its rotation alone."""
