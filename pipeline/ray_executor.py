@@ -330,7 +330,7 @@ def annotate_on_ray(
                 stop_workers_of(group)
             all_lost_since = (all_lost_since or time.monotonic()) if server_groups.all_lost() else None
             if all_lost_since and time.monotonic() - all_lost_since > config.execution.gpu_wait_s:
-                faulty = server_groups.retired()
+                faulty = server_groups.count_retired()
                 retired = f" ({faulty} of them retired: faulty GPUs)" if faulty else ""
                 raise InsufficientResourcesError(
                     f"every model server group is lost{retired} and none came back within "

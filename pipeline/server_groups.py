@@ -154,7 +154,7 @@ class ServerGroups:
     def all_lost(self) -> bool:
         return bool(self.groups) and all(group.lost_at is not None for group in self.groups)
 
-    def retired(self) -> int:
+    def count_retired(self) -> int:
         """How many groups were retired (taken for faulty GPUs)."""
         return sum(group.retired for group in self.groups)
 
@@ -195,6 +195,8 @@ class ServerGroups:
                 )
                 for health in group.servers.values():
                     ray.kill(health.actor, no_restart=group.retired)
+                    if group.retired:
+                        health.outstanding = None  # never read: each check would wait on its dead ref again
             elif group.lost_at is not None and not trouble and group.answers_again():
                 group.came_back()
                 progress.waiting(f"{name} answers again: one worker until it ends a model pass")
