@@ -1,83 +1,223 @@
-"""Accuracy of camera vs object motion on synthetic clips with known motion, against two baselines.
+"""Accuracy of camera vs object motion on synthetic clips with known motion, under what real video does to them.
 
-    python benchmarks/decouple.py [--seeds 1] [--shared ../shared] [--set section.key=value ...]
+    python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0] [--save run.json] [--against old.json]
 
-Every combination of camera motion (static, slow/fast pan both ways, tilt up/down, zoom in/out) and
-object motion (none, slow, fast, two objects) is rendered, encoded as H.264 and annotated in-process
-with the default CPU config. Reported: pairwise ranking accuracy of object_motion and camera_motion
-against ground truth (a pair counts when the truths differ by more than 20%), the same for the
-track-based pseudo-labels (object_track_motion, camera_track_motion), camera_type accuracy,
-and the same pairwise accuracies for two single-number baselines computed on the same decoded frames:
-1 - mean SSIM of consecutive frames, and mean Farneback flow magnitude between frames 0.5 s apart.
-Then the real clips of ../shared/data/videos, per clip, for eyeballing.
+A set of scenes (seed 0: the tuning set; seed 1 and up: held out, never tuned on) crosses camera motion
+(static, slow and fast pans (>= 30 %diag/s), tilts, zoom in and out) with object motion (none, slow, fast,
+two objects, one entering or leaving the frame), and a layered-depth set seen by a translating camera
+(parallax) with and without moving objects. Each set is rendered under several conditions: clean 24 fps,
+temporal sensor noise, Gaussian blur, H.264 at crf 42, 12 / 30 / 60 fps, half and double resolution; the
+parallax set clean and degraded. Clips are rendered and encoded once into ``--cache`` (with their ground
+truth), then annotated in-process with the default CPU config and any ``--set`` overrides.
+
+Reported per condition: pairwise accuracy of object_motion and camera_motion against ground truth (a pair
+counts when the truths differ by more than 20%), camera_type accuracy, and the largest object_motion of a
+still scene; then how far each scene's object_motion moves across frame rates and resolutions. ``--save``
+writes the rows; ``--against`` prints a saved run's figures beside these, so today's method and an older one
+(run with that code on PYTHONPATH and the same cache) are compared on the same clips.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
+import multiprocessing
 import time
+import zlib
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from pipeline.config import build_config
-from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.shard_runner import build_annotation_stages
-from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
-from pipeline.video_encoding import encode_video
-from stages.base import ClipRecord
-
-CAMERAS = {
-    "static": ((0.0, 0.0), 0.0),
-    "pan_left_slow": ((-4.0, 0.0), 0.0),
-    "pan_right_slow": ((4.0, 0.0), 0.0),
-    "pan_left_fast": ((-15.0, 0.0), 0.0),
-    "pan_right_fast": ((15.0, 0.0), 0.0),
-    "tilt_up": ((0.0, -8.0), 0.0),
-    "tilt_down": ((0.0, 8.0), 0.0),
-    "zoom_in": ((0.0, 0.0), 0.25),
-    "zoom_out": ((0.0, 0.0), -0.25),
+CAMERAS = ("static", "pan_slow", "pan_fast", "tilt", "zoom_in", "zoom_out")
+PARALLAX_CAMERAS = ("pan_slow", "pan_medium", "tilt", "diagonal")
+OBJECTS = ("none", "slow", "fast", "two", "crossing")
+PARALLAX_OBJECTS = ("none", "slow", "fast", "two")
+SPEEDS = {  # %diag/s, or 1/s for zooms
+    "pan_slow": (4.0, 10.0),
+    "pan_medium": (10.0, 20.0),
+    "pan_fast": (30.0, 45.0),
+    "tilt": (5.0, 15.0),
+    "zoom": (0.15, 0.35),
+    "slow": (3.0, 8.0),
+    "fast": (12.0, 20.0),
 }
-OBJECT_SPEEDS = {"none": (), "slow": (3.5,), "fast": (14.0,), "two": (3.5, 14.0)}
-SPEC = SampleSpec(width=320, height=240, fps=24.0, seconds=2.5)
+BASE_SIZE, BASE_FPS, SECONDS = (320, 240), 24.0, 2.5
+WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 
 
-def scene_for(camera: str, objects: str, seed: int) -> Scene:
-    rng = np.random.default_rng(seed)
-    pan, zoom = CAMERAS[camera]
+@dataclass(frozen=True)
+class Condition:
+    """How a scene set is rendered: size, frame rate, and what happens to the frames before encoding."""
+
+    name: str
+    scenes: str = "base"  # base | parallax
+    size: tuple[int, int] = BASE_SIZE
+    fps: float = BASE_FPS
+    noise_sigma: float = 0.0  # temporal Gaussian noise, 8-bit levels, new every frame
+    blur_sigma: float = 0.0  # Gaussian blur of every frame, px at the rendered size
+    crf: int = 18
+
+
+CONDITIONS = (
+    Condition("clean"),
+    Condition("noise", noise_sigma=6.0),
+    Condition("blur", blur_sigma=1.5),
+    Condition("crf42", crf=42),
+    Condition("fps12", fps=12.0),
+    Condition("fps30", fps=30.0),
+    Condition("fps60", fps=60.0),
+    Condition("half_res", size=(160, 120)),
+    Condition("double_res", size=(640, 480)),
+    Condition("parallax", scenes="parallax"),
+    Condition("parallax_real", scenes="parallax", fps=30.0, noise_sigma=4.0, crf=35),
+)
+INVARIANCE = {"frame rate": ("clean", "fps12", "fps30", "fps60"), "resolution": ("clean", "half_res", "double_res")}
+
+
+def base_scene(camera: str, objects: str, rng: np.random.Generator):
+    """One scene of the base set; objects keep on screen except a crossing one, which enters or leaves."""
+    from pipeline.synthetic_video import Scene
+
+    sign = float(rng.choice((-1.0, 1.0)))
+    pan, zoom = (0.0, 0.0), 0.0
+    if camera.startswith("pan"):
+        pan = (sign * rng.uniform(*SPEEDS[camera]), 0.0)
+    elif camera == "tilt":
+        pan = (0.0, sign * rng.uniform(*SPEEDS["tilt"]))
+    elif camera.startswith("zoom"):
+        zoom = (1.0 if camera == "zoom_in" else -1.0) * rng.uniform(*SPEEDS["zoom"])
+    return Scene(int(rng.integers(2**31)), pan, zoom, scene_objects(objects, pan, rng))
+
+
+def parallax_scene(camera: str, objects: str, rng: np.random.Generator):
+    """A translating camera over a background plane and two nearer still layers (depths 0.6-0.8, 0.35-0.5)."""
+    from pipeline.synthetic_video import DepthLayer, Scene
+
+    speed = rng.uniform(*SPEEDS["pan_medium" if camera == "pan_medium" else "pan_slow"])
+    direction = {"pan_slow": (1.0, 0.0), "pan_medium": (1.0, 0.0), "tilt": (0.0, 1.0), "diagonal": (0.6, 0.8)}[camera]
+    sign = float(rng.choice((-1.0, 1.0)))
+    pan = (sign * speed * direction[0], sign * speed * direction[1])
+    layers = (
+        DepthLayer(rng.uniform(0.6, 0.8), rng.uniform(0.15, 0.3)),
+        DepthLayer(rng.uniform(0.35, 0.5), rng.uniform(0.1, 0.2)),
+    )
+    return Scene(int(rng.integers(2**31)), pan, 0.0, scene_objects(objects, pan, rng), layers)
+
+
+def scene_objects(kind: str, pan: tuple[float, float], rng: np.random.Generator) -> tuple:
+    """Objects at random headings whose on-screen paths are centred in the frame (two side by side);
+    ``crossing``: one fast object whose centre crosses the frame's edge mid-window, entering or leaving."""
+    from pipeline.synthetic_video import SceneObject
+
+    ranges = {"none": [], "slow": ["slow"], "fast": ["fast"], "two": ["slow", "fast"], "crossing": ["fast"]}[kind]
     placed = []
-    for index, speed in enumerate(OBJECT_SPEEDS[objects]):
-        angle = rng.uniform(0, 2 * math.pi)
-        velocity = (speed * math.cos(angle), speed * math.sin(angle))
-        start = (0.3 + 0.4 * index + rng.uniform(-0.05, 0.05), 0.5 + rng.uniform(-0.15, 0.15))
-        placed.append(SceneObject(start=start, radius=0.16 + 0.04 * index, velocity=velocity))
-    return Scene(seed=int(rng.integers(2**31)), pan=pan, zoom_rate=zoom, objects=tuple(placed))
+    for index, name in enumerate(ranges):
+        speed, heading = rng.uniform(*SPEEDS[name]), rng.uniform(0, 2 * math.pi)
+        velocity = (speed * math.cos(heading), speed * math.sin(heading))
+        # on-screen velocity in frames/s of a 4:3 frame (80 x 60 %diag)
+        screen = np.array([(velocity[0] - pan[0]) / 80.0, (velocity[1] - pan[1]) / 60.0])
+        if kind == "crossing":
+            to_edge = 0.5 / np.abs(screen).max()  # seconds from the centre to the edge at this velocity
+            middle = 0.5 + screen * to_edge * rng.choice((-1.0, 1.0))  # entering (-1) or leaving (+1)
+            start = middle - screen * WINDOW_S / 2
+        else:
+            centre = np.array([0.5 + (0.2 if index else -0.2) * (len(ranges) > 1), 0.5])
+            start = np.clip(centre - screen * WINDOW_S / 2, 0.15, 0.85)
+        placed.append(SceneObject(tuple(map(float, start)), float(rng.uniform(0.12, 0.2)), velocity))
+    return tuple(placed)
 
 
-def ssim(first: np.ndarray, second: np.ndarray) -> float:
-    """Mean structural similarity of two grayscale images (Gaussian window, sigma 1.5)."""
-    a, b = first.astype(np.float64), second.astype(np.float64)
-    blur = lambda image: cv2.GaussianBlur(image, (11, 11), 1.5)  # noqa: E731
-    mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    return float(np.mean((2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))))
+def scene_sets(seed: int) -> dict[str, list[tuple[str, object]]]:
+    """Named scenes of each set, drawn from one generator per set (the same seed, the same scenes)."""
+    sets = {}
+    for name, cameras, objects, make in (
+        ("base", CAMERAS, OBJECTS, base_scene),
+        ("parallax", PARALLAX_CAMERAS, PARALLAX_OBJECTS, parallax_scene),
+    ):
+        rng = np.random.default_rng([seed, len(sets)])
+        sets[name] = [(f"{c}-{o}", make(c, o, rng)) for c, o in itertools.product(cameras, objects)]
+    return sets
 
 
-def baselines(clip: ClipRecord) -> tuple[float, float]:
-    """(1 - mean SSIM of adjacent frames, mean Farneback magnitude at 2 fps) on the decoded frames."""
-    video = clip.video
-    gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in video.frames]
-    dissimilarity = 1 - np.mean([ssim(gray[a], gray[b]) for a, b in video.pairs.tolist()])
-    two_fps = video.samples[::4].tolist()
-    magnitudes = [
-        np.linalg.norm(cv2.calcOpticalFlowFarneback(gray[a], gray[b], None, 0.5, 3, 15, 3, 5, 1.2, 0), axis=-1).mean()
-        for a, b in itertools.pairwise(two_fps)
+def ground_truth(scene, renderer, width: int, height: int) -> dict:
+    """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the median-area object's speed."""
+    from pipeline.sample_data import SampleSpec
+    from pipeline.sample_data import ground_truth as flat_ground_truth
+
+    truth = flat_ground_truth(scene, SampleSpec(width, height, BASE_FPS, SECONDS), WINDOW_S)
+    translation = math.hypot(*scene.pan) * renderer.mean_inverse_depth(WINDOW_S / 2)
+    zoom = truth["camera_motion"] - math.hypot(*scene.pan)
+    return {k: truth[k] for k in ("camera_type", "object_motion")} | {"camera_motion": translation + zoom}
+
+
+def render_clip(job: tuple[Path, str, Condition, object, int]) -> dict:
+    """Render, degrade and encode one clip into the cache -> its truth row."""
+    import cv2
+
+    from pipeline.synthetic_video import SceneRenderer
+    from pipeline.video_encoding import encode_video
+
+    path, name, condition, scene, seed = job
+    width, height = condition.size
+    renderer = SceneRenderer(scene, width / height, SECONDS)
+    frames = renderer.render(width, height, condition.fps, round(condition.fps * SECONDS))
+    rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
+    if condition.blur_sigma:
+        frames = np.stack([cv2.GaussianBlur(frame, (0, 0), condition.blur_sigma) for frame in frames])
+    if condition.noise_sigma:
+        noisy = frames.astype(np.float32) + rng.normal(0, condition.noise_sigma, frames.shape).astype(np.float32)
+        frames = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+    path.write_bytes(encode_video(frames, condition.fps, crf=condition.crf))
+    return {"clip": path.stem, "condition": condition.name, "scene": name, **ground_truth(scene, renderer, width, height)}
+
+
+def prepare_cache(cache: Path, seed: int) -> list[dict]:
+    """The set's clips and truth: those not in the cache yet are rendered on every core, the rest read back."""
+    folder = cache / f"seed{seed}"
+    truth_file = folder / "truth.json"
+    cached = {row["clip"]: row for row in json.loads(truth_file.read_text())} if truth_file.exists() else {}
+    folder.mkdir(parents=True, exist_ok=True)
+    sets = scene_sets(seed)
+    jobs = [
+        (folder / f"{condition.name}--{name}.mp4", name, condition, scene, seed)
+        for condition in CONDITIONS
+        for name, scene in sets[condition.scenes]
     ]
-    return float(dissimilarity), float(np.mean(magnitudes))
+    missing = [job for job in jobs if job[0].stem not in cached]
+    if missing:
+        started = time.perf_counter()
+        with ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:
+            cached |= {row["clip"]: row for row in pool.map(render_clip, missing, chunksize=4)}
+        truth_file.write_text(json.dumps(list(cached.values()), indent=1))
+        print(f"rendered {len(missing)} clips into {folder} in {time.perf_counter() - started:.0f} s")
+    return [cached[job[0].stem] for job in jobs]
+
+
+def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str]) -> list[dict]:
+    """Each cached clip through the annotate stages in this process -> truth rows with the measured fields."""
+    from pipeline.config import build_config
+    from pipeline.shard_runner import build_annotation_stages
+    from stages.base import ClipRecord
+
+    stages = build_annotation_stages(build_config(overrides=["conditions.include=none", *overrides]))
+    for stage in stages:
+        stage.setup()
+    rows = []
+    for row in truth:
+        payload = (cache / f"seed{seed}" / f"{row['clip']}.mp4").read_bytes()
+        clip = ClipRecord(row["clip"], "benchmark", {"mp4": payload}, {"mp4": f"{row['clip']}.mp4"})
+        for stage in stages:
+            stage.process([clip])
+        if not clip.ok:
+            raise RuntimeError(f"{row['clip']}: {clip.error_detail}")
+        measured = {k: clip.fields[k] for k in ("camera_motion", "object_motion", "camera_type")}
+        rows.append(row | {"measured": measured})
+    return rows
 
 
 def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float = 0.2) -> tuple[float, int]:
@@ -91,77 +231,79 @@ def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float 
     return correct / max(total, 1), total
 
 
-def annotate_payload(stages, key: str, payload: bytes) -> ClipRecord:
-    clip = ClipRecord(key, "benchmark", {"mp4": payload}, {"mp4": f"{key}.mp4"})
-    for stage in stages:
-        stage.process([clip])
-    return clip
+def condition_figures(rows: list[dict]) -> dict[str, float]:
+    """Object / camera pair accuracy, camera_type accuracy, and the largest object_motion of a still scene."""
+    figures = {}
+    for field in ("object_motion", "camera_motion"):
+        figures[field], _ = pairwise_accuracy([r[field] for r in rows], [r["measured"][field] for r in rows])
+    figures["camera_type"] = float(np.mean([r["camera_type"] == r["measured"]["camera_type"] for r in rows]))
+    still = [r["measured"]["object_motion"] for r in rows if r["object_motion"] == 0]
+    figures["still_max"] = max(still, default=0.0)
+    return figures
+
+
+def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per family: (share of scenes with objects whose object_motion stays within 10% of the clean clip's in every
+    variant, the largest such relative deviation)."""
+    by_clip = {(r["condition"], r["scene"]): r for r in rows}
+    figures = {}
+    for family, (reference, *variants) in INVARIANCE.items():
+        deviations = []
+        for (condition, scene), row in by_clip.items():
+            if condition != reference or row["object_motion"] == 0:
+                continue
+            base = row["measured"]["object_motion"]
+            worst = max(abs(by_clip[v, scene]["measured"]["object_motion"] - base) / max(base, 1e-6) for v in variants)
+            deviations.append(worst)
+        figures[family] = (float(np.mean(np.array(deviations) <= 0.1)), float(np.max(deviations)))
+    return figures
+
+
+def report(rows: list[dict], against: list[dict] | None) -> None:
+    runs = {"now": rows} | ({"before": against} if against else {})
+    header = "".join(f"{label + ' ' + run:>13}" for label in ("obj", "cam", "type", "still") for run in runs)
+    print(f"{'condition':<15}{header}")
+    for condition in CONDITIONS:
+        figures = [condition_figures([r for r in run if r["condition"] == condition.name]) for run in runs.values()]
+        cells = [
+            f"{f[key]:>13.2f}" for key in ("object_motion", "camera_motion", "camera_type", "still_max") for f in figures
+        ]
+        print(f"{condition.name:<15}{''.join(cells)}")
+    for name, run in runs.items():
+        for family, (share, worst) in invariance_figures(run).items():
+            print(f"{name}: object_motion across {family}: {share:.0%} of scenes within 10%, worst {worst:.0%}")
+
+
+def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
+    """The clips whose object_motion is furthest from the truth (log ratio), for reading failures."""
+    def error(row: dict) -> float:
+        return abs(math.log((row["measured"]["object_motion"] + 0.5) / (row["object_motion"] + 0.5)))
+
+    print(f"\n{'worst object_motion':<40}{'obj gt':>8}{'obj':>8}{'cam gt':>8}{'cam':>8}  type")
+    for row in sorted(rows, key=error, reverse=True)[:count]:
+        m = row["measured"]
+        print(
+            f"{row['clip']:<40}{row['object_motion']:8.2f}{m['object_motion']:8.2f}{row['camera_motion']:8.2f}"
+            f"{m['camera_motion']:8.2f}  {row['camera_type']} -> {m['camera_type']}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=1, help="clips per camera x object combination")
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--cache", type=Path, required=True, help="rendered clips and truth, reused across runs")
+    parser.add_argument("--seed", type=int, default=0, help="0: the tuning set; 1 and up: held out")
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. flow.dis_preset=fast")
+    parser.add_argument("--save", type=Path, help="write the rows (truth and measured) as JSON")
+    parser.add_argument("--against", type=Path, help="a saved run to print beside this one")
     args = parser.parse_args()
-    overrides = ["conditions.include=none", "tracking.tracker=flow_chain", *args.set]
-    stages = build_annotation_stages(build_config(overrides=overrides))
-    for stage in stages:
-        stage.setup()
-    rows = []
+    truth = prepare_cache(args.cache, args.seed)
     started = time.perf_counter()
-    for seed, camera, objects in itertools.product(range(args.seeds), CAMERAS, OBJECT_SPEEDS):
-        scene = scene_for(camera, objects, seed * 1000 + len(rows))
-        frames = SceneRenderer(scene, SPEC.width / SPEC.height, SPEC.seconds).render(
-            SPEC.width, SPEC.height, SPEC.fps, SPEC.num_frames
-        )
-        clip = annotate_payload(stages, f"{camera}-{objects}-{seed}", encode_video(frames, SPEC.fps))
-        assert clip.ok, clip.error_detail
-        rows.append((clip, ground_truth(scene, SPEC), *baselines(clip)))
-    elapsed = time.perf_counter() - started
-    print(f"{len(rows)} synthetic clips {SPEC.width}x{SPEC.height} {SPEC.fps:g} fps in {elapsed:.0f} s")
-    print(f"{'clip':<26}{'cam gt':>8}{'cam':>8}{'obj gt':>8}{'obj':>8}  {'type gt':<11}{'type':<11}")
-    for clip, truth, _, _ in rows:
-        f = clip.fields
-        print(
-            f"{clip.key:<26}{truth['camera_motion']:8.2f}{f['camera_motion']:8.2f}{truth['object_motion']:8.2f}"
-            f"{f['object_motion']:8.2f}  {truth['camera_type']:<11}{f['camera_type']:<11}"
-        )
-    print()
-    print(f"{'pairwise accuracy':<34}{'object_motion':>15}{'camera_motion':>15}")
-    predictors = {
-        "motionpipe (decoupled)": (lambda r: r[0].fields["object_motion"], lambda r: r[0].fields["camera_motion"]),
-        "motionpipe (tracks, MotionStone)": (
-            lambda r: r[0].fields["object_track_motion"],
-            lambda r: r[0].fields["camera_track_motion"],
-        ),
-        "baseline 1 - mean SSIM": (lambda r: r[2], lambda r: r[2]),
-        "baseline Farneback @ 2 fps": (lambda r: r[3], lambda r: r[3]),
-    }
-    for name, (object_score, camera_score) in predictors.items():
-        obj_acc, obj_pairs = pairwise_accuracy([r[1]["object_motion"] for r in rows], [object_score(r) for r in rows])
-        cam_acc, cam_pairs = pairwise_accuracy([r[1]["camera_motion"] for r in rows], [camera_score(r) for r in rows])
-        print(f"{name:<34}{obj_acc:>14.1%} {cam_acc:>14.1%}   ({obj_pairs} / {cam_pairs} pairs)")
-    type_accuracy = np.mean([r[0].fields["camera_type"] == r[1]["camera_type"] for r in rows])
-    print(f"camera_type accuracy: {type_accuracy:.1%}")
-    real_clips(stages, args.shared / "data" / "videos")
-
-
-def real_clips(stages, folder: Path) -> None:
-    if not folder.is_dir():
-        print(f"no real clips at {folder}")
-        return
-    print(f"\nreal clips ({folder})")
-    print(f"{'clip':<32}{'camera':>8}{'object':>8}{'area':>7}  {'type':<10}{'tx':>7}{'ty':>7}{'zoom':>7}")
-    for path in sorted(folder.iterdir()):
-        clip = ClipRecord(path.stem, "real", {path.suffix[1:]: path.read_bytes()}, {path.suffix[1:]: path.name})
-        for stage in stages:
-            stage.process([clip])
-        f = clip.fields
-        print(
-            f"{path.name:<32}{f['camera_motion']:8.2f}{f['object_motion']:8.2f}{f['object_area']:7.3f}  "
-            f"{f['camera_type']:<10}{f['cam_tx']:7.2f}{f['cam_ty']:7.2f}{f['cam_zoom']:7.3f}"
-        )
+    rows = annotate(args.cache, args.seed, truth, args.set)
+    print(f"seed {args.seed}: {len(rows)} clips annotated in {time.perf_counter() - started:.0f} s")
+    if args.save:
+        args.save.write_text(json.dumps(rows))
+    report(rows, json.loads(args.against.read_text()) if args.against else None)
+    worst_clips(rows)
 
 
 if __name__ == "__main__":

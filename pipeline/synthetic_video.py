@@ -2,7 +2,9 @@
 
 A scene lives in world units of **%diag**: the frame at zoom 1 has a diagonal of 100 units,
 so velocities in units/s are directly the %diag/s that motionpipe reports, and one scene
-renders to the same motion at any resolution or frame rate.
+renders to the same motion at any resolution or frame rate. The background plane is at depth 1;
+still layers nearer the camera (depth < 1) move 1/depth times as fast on screen when it translates
+(parallax, which no homography explains); a zoom is the lens's, the same for every depth.
 """
 
 from __future__ import annotations
@@ -35,17 +37,32 @@ class SceneObject:
 
 
 @dataclass(frozen=True)
+class DepthLayer:
+    """Still scenery in front of the background plane: textured blobs covering ``coverage`` of the frame at
+    ``depth`` (0 < depth < 1, the background being 1), drawn over the background and the objects."""
+
+    depth: float
+    coverage: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.depth <= 1 or not 0 < self.coverage < 1:
+            raise ValueError(f"a layer needs 0 < depth <= 1 and 0 < coverage < 1, got {self}")
+
+
+@dataclass(frozen=True)
 class Scene:
-    """Camera and objects over a textured plane.
+    """Camera and objects over a textured plane, with optional nearer still layers.
 
     pan: camera velocity (vx, vy) in %diag/s; the background moves the opposite way on screen.
     zoom_rate: d ln(magnification) / dt in 1/s; positive zooms in.
+    layers: still scenery nearer than the background, farthest first.
     """
 
     seed: int
     pan: tuple[float, float] = (0.0, 0.0)
     zoom_rate: float = 0.0
     objects: tuple[SceneObject, ...] = field(default_factory=tuple)
+    layers: tuple[DepthLayer, ...] = field(default_factory=tuple)
 
     @property
     def camera_type(self) -> str:
@@ -88,12 +105,37 @@ class SceneRenderer:
         diag = math.hypot(aspect, 1.0)
         self.frame_units = (100.0 * aspect / diag, 100.0 / diag)  # frame width, height at zoom 1
         zoom_out = math.exp(max(0.0, -scene.zoom_rate) * duration_s)
-        reach = [
-            self.frame_units[i] * zoom_out / 2 + abs(scene.pan[i]) * duration_s + 10.0 for i in range(2)
-        ]
-        self.canvas_origin = (reach[0] * TEXTURE_PX_PER_UNIT, reach[1] * TEXTURE_PX_PER_UNIT)
-        self.background = noise_texture(rng, int(2 * self.canvas_origin[0]), int(2 * self.canvas_origin[1]))
+        self.canvas_origins = [self._canvas_origin(zoom_out, duration_s, 1.0)]
+        self.canvas_origins += [self._canvas_origin(zoom_out, duration_s, layer.depth) for layer in scene.layers]
+        self.background = self._canvas(rng, self.canvas_origins[0])
         self.sprites = [self._sprite(rng, obj) for obj in scene.objects]
+        self.layer_images = [
+            self._layer(rng, layer, origin) for layer, origin in zip(scene.layers, self.canvas_origins[1:], strict=True)
+        ]
+
+    def _canvas_origin(self, zoom_out: float, duration_s: float, depth: float) -> tuple[float, float]:
+        """Canvas px of the world origin, for a canvas that the frame never leaves at this depth."""
+        reach = [
+            self.frame_units[i] * zoom_out / 2 + abs(self.scene.pan[i]) * duration_s / depth + 10.0 for i in range(2)
+        ]
+        return reach[0] * TEXTURE_PX_PER_UNIT, reach[1] * TEXTURE_PX_PER_UNIT
+
+    @staticmethod
+    def _canvas(rng: np.random.Generator, origin: tuple[float, float]) -> np.ndarray:
+        return noise_texture(rng, int(2 * origin[0]), int(2 * origin[1]))
+
+    def _layer(self, rng: np.random.Generator, layer: DepthLayer, origin: tuple[float, float]) -> np.ndarray:
+        """RGBA canvas: a textured layer cut into smooth blobs (a tenth of the frame across) covering its share."""
+        rgb = self._canvas(rng, origin).astype(np.float32)
+        tint = rng.uniform(0.5, 1.5, 3).astype(np.float32)
+        rgb = np.clip((rgb - 128) * 1.3 + 128 * tint, 0, 255)
+        blob_px = 0.1 * min(self.frame_units) * TEXTURE_PX_PER_UNIT
+        height, width = rgb.shape[:2]
+        grid = rng.standard_normal((int(height / blob_px) + 2, int(width / blob_px) + 2)).astype(np.float32)
+        smooth = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+        cut = np.quantile(smooth[:: max(1, height // 200), :: max(1, width // 200)], 1 - layer.coverage)
+        alpha = np.clip((smooth - cut) * 8 + 0.5, 0, 1)  # a soft edge a few canvas px wide
+        return np.dstack([rgb, 255 * alpha]).astype(np.uint8)
 
     def _sprite(self, rng: np.random.Generator, obj: SceneObject) -> np.ndarray:
         """RGBA disc with its own tinted texture and an anti-aliased edge."""
@@ -111,35 +153,61 @@ class SceneRenderer:
         """World position (units) of an object at time t; the camera starts centred on the origin."""
         return tuple((obj.start[i] - 0.5) * self.frame_units[i] + obj.velocity[i] * t for i in range(2))
 
+    def _inverse_warp(
+        self,
+        t: float,
+        width: int,
+        height: int,
+        world_origin: tuple[float, float],
+        image_origin: tuple[float, float],
+        depth: float = 1.0,
+    ) -> np.ndarray:
+        """Affine map frame pixel centre -> world (the camera's offset scaled by 1/depth) -> image pixel."""
+        zoom = math.exp(self.scene.zoom_rate * t)
+        units_per_px = self.frame_units[0] / width / zoom
+        camera = (self.scene.pan[0] * t / depth, self.scene.pan[1] * t / depth)
+        scale = units_per_px * TEXTURE_PX_PER_UNIT
+        offset = [
+            ((camera[i] - world_origin[i]) - ((width, height)[i] / 2 - 0.5) * units_per_px) * TEXTURE_PX_PER_UNIT
+            + image_origin[i]
+            - 0.5
+            for i in range(2)
+        ]
+        return np.array([[scale, 0, offset[0]], [0, scale, offset[1]]], np.float32)
+
     def frame(self, t: float, width: int, height: int) -> np.ndarray:
         """RGB frame at time ``t`` seconds, rendered at ``width x height``."""
-        scene = self.scene
-        zoom = math.exp(scene.zoom_rate * t)
-        units_per_px = self.frame_units[0] / width / zoom
-        camera = (scene.pan[0] * t, scene.pan[1] * t)
-        scale = units_per_px * TEXTURE_PX_PER_UNIT
 
-        def warp(image: np.ndarray, world_origin: tuple[float, float], image_origin: tuple[float, float]) -> np.ndarray:
-            # Inverse map: frame pixel centre -> world -> image pixel.
-            offset = [
-                ((camera[i] - world_origin[i]) - ((width, height)[i] / 2 - 0.5) * units_per_px) * TEXTURE_PX_PER_UNIT
-                + image_origin[i]
-                - 0.5
-                for i in range(2)
-            ]
-            matrix = np.array([[scale, 0, offset[0]], [0, scale, offset[1]]], np.float32)
+        def warp(
+            image: np.ndarray, world_origin: tuple[float, float], image_origin: tuple[float, float], depth: float = 1.0
+        ) -> np.ndarray:
             return cv2.warpAffine(
-                image, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_CONSTANT,
+                image, self._inverse_warp(t, width, height, world_origin, image_origin, depth), (width, height),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
             )
 
-        out = warp(self.background, (0.0, 0.0), self.canvas_origin).astype(np.float32)
-        for obj, sprite in zip(scene.objects, self.sprites, strict=True):
+        def over(below: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+            alpha = rgba[..., 3:].astype(np.float32) / 255.0
+            return below * (1 - alpha) + rgba[..., :3] * alpha
+
+        out = warp(self.background, (0.0, 0.0), self.canvas_origins[0]).astype(np.float32)
+        for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
             half = sprite.shape[0] / 2
-            layer = warp(sprite, self.object_centre(obj, t), (half, half)).astype(np.float32)
-            alpha = layer[..., 3:] / 255.0
-            out = out * (1 - alpha) + layer[..., :3] * alpha
+            out = over(out, warp(sprite, self.object_centre(obj, t), (half, half)))
+        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
+            out = over(out, warp(image, (0.0, 0.0), origin, layer.depth))
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def mean_inverse_depth(self, t: float, width: int = 160, height: int = 120) -> float:
+        """Mean of 1/depth over the frame at time ``t`` (1 without layers): the factor by which the camera's
+        translation moves the frame on screen on average."""
+        inverse = np.ones((height, width), np.float32)
+        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
+            matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
+            alpha = cv2.warpAffine(image[..., 3], matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            weight = alpha.astype(np.float32) / 255.0
+            inverse = inverse * (1 - weight) + weight / layer.depth
+        return float(inverse.mean())
 
     def render(self, width: int, height: int, fps: float, num_frames: int) -> np.ndarray:
         """``uint8[T, H, W, 3]`` frames at times ``i / fps``."""

@@ -16,11 +16,22 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import cv2
 import numpy as np
 
-from stages.base import ClipRecord, Resources, Stage
+from stages.base import ClipRecord, DecodedVideo, Resources, Stage
 from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
-from stages.motion_units import speed_pct_diag_per_s
+from stages.flow_checks import squared_length
+from stages.motion_units import pct_diag_per_s
+from stages.residual_motion import (
+    along_and_across,
+    confirmed_regions,
+    lands_inside,
+    noise_thresholds,
+    object_evidence,
+    parallax_share,
+    photometric_errors,
+)
 from stages.segmenters import (
     MotionRegionSegmenter,
     Propagate,
@@ -61,6 +72,8 @@ class DecoupleConfig:
     sam2_image_size: int = 1024
     allow_random_weights: bool = False
     device: str = "cpu"
+    noise_factor: float = 3.0
+    parallax_area: float = 0.15
 
     def __post_init__(self) -> None:
         if self.object_threshold <= 0 or self.static_threshold <= 0:
@@ -83,9 +96,8 @@ class DecoupleConfig:
 
     def build_segmenter(self) -> Segmenter:
         if self.segmenter == "motion_regions":
-            return MotionRegionSegmenter(self.object_threshold, self.min_object_area)
+            return MotionRegionSegmenter(self.min_object_area)
         return Sam2Segmenter(
-            self.object_threshold,
             self.min_object_area,
             self.sam2_config,
             self.sam2_checkpoint,
@@ -128,6 +140,11 @@ def classify_camera(rates: CameraRates, width: int, height: int, config: Decoupl
     return "complex"
 
 
+def measuring_grey(video: DecodedVideo, pair: list[int]) -> list[np.ndarray]:
+    """A pair's frames in grey at the measuring size (a pyramid step down, where the measuring pixels sit)."""
+    return [cv2.pyrDown(cv2.cvtColor(video.frames[index], cv2.COLOR_RGB2GRAY)).astype(np.float32) for index in pair]
+
+
 class DecoupleStage(Stage):
     """Camera model, object masks and the decoupled pseudo-labels, from the measuring pairs."""
 
@@ -150,33 +167,41 @@ class DecoupleStage(Stage):
         self.segmenter.setup(self.config.device)
 
     def process_clip(self, clip: ClipRecord) -> None:
-        video, motion = clip.video, clip.motion
+        video, motion, config = clip.video, clip.motion, self.config
         height, width = motion.pair_forward.shape[1:3]  # the measuring size: px below are half-size px
         pairs = video.pairs.tolist()
-        fits = [
-            fit_camera(forward, consistent)
-            for forward, consistent in zip(motion.pair_forward, motion.pair_consistent, strict=True)
-        ]
-        induced = [camera_flow(fit.homography, width, height) for fit in fits]
+        reliable = motion.pair_consistent & lands_inside(motion.pair_forward)
+        fits = [fit_camera(forward, trusted) for forward, trusted in zip(motion.pair_forward, reliable, strict=True)]
+        induced = np.stack([camera_flow(fit.homography, width, height) for fit in fits])
         intervals = [video.interval_s(first, second) for first, second in pairs]
-        residual_speeds = np.stack(
-            [speed_pct_diag_per_s(f - i, dt) for f, i, dt in zip(motion.pair_forward, induced, intervals, strict=True)]
+        per_px = np.array([pct_diag_per_s(width, height, dt) for dt in intervals])[:, None, None]
+        residual = motion.pair_forward - induced
+        residual_speeds = np.sqrt(squared_length(residual)) * per_px
+        along, across = along_and_across(residual, induced)
+        camera_px = np.sqrt(squared_length(induced))
+        camera_speeds = (camera_px * per_px).mean(axis=(1, 2))
+        noise_px = noise_thresholds(residual_speeds, reliable, 0.0, 1.0) / per_px[:, 0, 0]
+        parallax = (
+            float(np.mean(camera_speeds)) > 2 * config.static_threshold
+            and parallax_share(along, across, camera_px, 2 * noise_px, reliable) > config.parallax_area
         )
-        objects = self.segmenter.object_masks(video, residual_speeds, motion.pair_consistent)
-        clip.object_masks = objects
-        object_points = np.concatenate(
+        evidence = np.where(reliable, object_evidence(along, across) * per_px if parallax else residual_speeds, 0.0)
+        thresholds = noise_thresholds(evidence, reliable, config.object_threshold, config.noise_factor)
+        candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
+        objects = np.stack(
             [
-                speed[mask & consistent]
-                for speed, mask, consistent in zip(residual_speeds, objects, motion.pair_consistent, strict=True)
+                confirmed_regions(mask, *photometric_errors(*measuring_grey(video, pair), camera, forward))
+                for mask, pair, camera, forward in zip(candidates, pairs, induced, motion.pair_forward, strict=True)
             ]
         )
+        clip.object_masks = objects
+        object_points = residual_speeds[objects & reliable]
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
-        camera_speeds = [speed_pct_diag_per_s(i, dt).mean() for i, dt in zip(induced, intervals, strict=True)]
         mean_rates = CameraRates(*(float(np.mean([getattr(r, f) for r in rates])) for f in ("tx", "ty", "zoom", "rot")))
         clip.fields.update(
             camera_backend="homography:usac",
             segment_backend=self.segmenter.name,
-            camera_motion=float(np.mean(camera_speeds)),
+            camera_motion=float(camera_speeds.mean()),
             object_motion=float(np.median(object_points)) if object_points.size else 0.0,
             object_area=float(objects.mean()),
             camera_type=classify_camera(mean_rates, width, height, self.config),

@@ -16,8 +16,13 @@ from stages.flow_checks import squared_length
 MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S = 100.0 * 1.0 / math.hypot(320, 512) * 8.0
 
 
+def pct_diag_per_s(width: int, height: int, dt_s: float) -> float:
+    """%diag/s of a displacement of one px between frames ``dt_s`` seconds apart, at ``width x height``."""
+    return 100.0 / math.hypot(width, height) / dt_s
+
+
 def speed_pct_diag_per_s(flow: np.ndarray, dt_s: float) -> np.ndarray:
     """Per-pixel speed of a flow field ``float[H, W, 2]`` (px) measured over ``dt_s`` seconds."""
     height, width = flow.shape[:2]
     magnitude_px = np.sqrt(squared_length(flow))  # np.hypot guards against overflow at 6x the cost
-    return magnitude_px * (100.0 / math.hypot(width, height) / dt_s)
+    return magnitude_px * pct_diag_per_s(width, height, dt_s)

@@ -42,28 +42,37 @@ def moving_regions(residual_speed: np.ndarray, threshold: float, min_area: float
 
 
 class Segmenter(ABC):
-    """Object masks per measuring pair, from the clip's frames and the pairs' residual speeds."""
+    """Object masks per measuring pair, from the clip's frames and the pairs' object evidence (residual speeds)."""
 
     name: str
 
-    def __init__(self, threshold: float, min_area: float) -> None:
-        self.threshold = threshold
+    def __init__(self, min_area: float) -> None:
         self.min_area = min_area
 
     def setup(self, device: str) -> None:
         """Load weights, once per worker."""
 
     @abstractmethod
-    def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    def object_masks(
+        self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray, thresholds: np.ndarray
+    ) -> np.ndarray:
         """``bool[P, h, w]`` for residual speeds ``[P, h, w]`` in %diag/s at the measuring size; ``reliable``
-        marks pixels whose flow passed the forward-backward check."""
+        marks pixels whose flow can be trusted; ``thresholds[P]``: the speed above which a pair's pixel may move
+        by itself."""
 
 
 class MotionRegionSegmenter(Segmenter):
     name = "motion_regions"
 
-    def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
-        return np.stack([moving_regions(speed, self.threshold, self.min_area) for speed in residual_speeds])
+    def object_masks(
+        self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray, thresholds: np.ndarray
+    ) -> np.ndarray:
+        return np.stack(
+            [
+                moving_regions(speed, threshold, self.min_area)
+                for speed, threshold in zip(residual_speeds, thresholds, strict=True)
+            ]
+        )
 
 
 class Sam2Segmenter(Segmenter):
@@ -71,7 +80,6 @@ class Sam2Segmenter(Segmenter):
 
     def __init__(
         self,
-        threshold: float,
         min_area: float,
         config: str,
         checkpoint: str,
@@ -79,7 +87,7 @@ class Sam2Segmenter(Segmenter):
         image_size: int = 1024,
         max_prompts: int = 8,
     ) -> None:
-        super().__init__(threshold, min_area)
+        super().__init__(min_area)
         self.config, self.checkpoint = config, checkpoint
         self.image_size, self.max_prompts = image_size, max_prompts
         require_sam2_checkpoint(checkpoint, allow_random_weights)
@@ -106,20 +114,22 @@ class Sam2Segmenter(Segmenter):
                 hydra_overrides_extra=[f"++model.image_size={self.image_size}"],
             )
 
-    def prompts(self, residual_speed: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    def prompts(self, residual_speed: np.ndarray, reliable: np.ndarray, threshold: float) -> np.ndarray:
         """(x, y) processing px on the first sample, from measuring-size maps: high camera-compensated motion,
         spread over moving regions, away from their edges and from occlusions (where residual flow is an
         error, not motion)."""
-        regions = moving_regions(residual_speed, self.threshold, self.min_area)
+        regions = moving_regions(residual_speed, threshold, self.min_area)
         interior = cv2.erode(regions.astype(np.uint8), MORPH_KERNEL, iterations=3).astype(bool)
         points = spread_points(residual_speed, interior & reliable, self.max_prompts)
         return processing_pixel(points[:, ::-1]).astype(np.float32)
 
-    def object_masks(self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    def object_masks(
+        self, video: DecodedVideo, residual_speeds: np.ndarray, reliable: np.ndarray, thresholds: np.ndarray
+    ) -> np.ndarray:
         propagate = self._served or (self.propagate if self._predictor is not None else None)
         if propagate is None:
             raise RuntimeError("Sam2Segmenter.setup() must run before object_masks()")
-        points = self.prompts(residual_speeds[0], reliable[0])
+        points = self.prompts(residual_speeds[0], reliable[0], float(thresholds[0]))
         if len(points) == 0:
             return np.zeros(residual_speeds.shape, bool)
         sample_masks = mask_at_measuring_size(propagate(video.frames[video.samples], points))

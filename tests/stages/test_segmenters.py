@@ -33,16 +33,19 @@ def test_motion_regions_find_the_moving_disc_and_drop_specks():
     ys, xs = np.mgrid[0:128, 0:160]
     disc = np.hypot(xs - 60, ys - 70) < 25
     assert (mask & disc).sum() / disc.sum() > 0.95 and not (mask & ~disc).any()
-    segmenter = MotionRegionSegmenter(2.0, 0.002)
+    segmenter = MotionRegionSegmenter(0.002)
     residuals = np.stack([residual_disc(), residual_disc(0.5)])
-    assert segmenter.object_masks(None, residuals, np.ones(residuals.shape, bool)).sum(axis=(1, 2))[1] == 0
+    masks = segmenter.object_masks(None, residuals, np.ones(residuals.shape, bool), np.array([2.0, 2.0]))
+    assert masks.sum(axis=(1, 2))[1] == 0
+    # a pair whose noise floor is higher than the disc's speed finds nothing there
+    assert not segmenter.object_masks(None, residuals, np.ones(residuals.shape, bool), np.array([50.0, 2.0])).any()
 
 
 def test_sam2_without_a_checkpoint_is_a_clear_error():
     with pytest.raises(MissingWeightsError, match="--sam2-checkpoint"):
         DecoupleConfig(segmenter="sam2").check_weights()
     with pytest.raises(MissingWeightsError, match="does not exist"):
-        Sam2Segmenter(2.0, 0.002, "configs/sam2.1/sam2.1_hiera_t.yaml", "/nonexistent/sam2.pt")
+        Sam2Segmenter(0.002, "configs/sam2.1/sam2.1_hiera_t.yaml", "/nonexistent/sam2.pt")
 
 
 @needs_sam2
@@ -68,10 +71,12 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     fit = fit_camera(clip.motion.pair_forward[0], consistent)
     induced = camera_flow(fit.homography, measuring_width, measuring_height)
     residual = speed_pct_diag_per_s(clip.motion.pair_forward[0] - induced, clip.video.interval_s(*clip.video.pairs[0]))
-    points = decouple.segmenter.prompts(residual, consistent)
+    points = decouple.segmenter.prompts(residual, consistent, 2.0)
     assert len(points) >= 2
     disc = disc_mask(SCENE, OBJECT, 0.0, width, height)
     assert disc[points[:, 1].astype(int), points[:, 0].astype(int)].all()
     pairs = len(clip.video.pairs)
-    masks = decouple.segmenter.object_masks(clip.video, np.stack([residual] * pairs), np.stack([consistent] * pairs))
+    masks = decouple.segmenter.object_masks(
+        clip.video, np.stack([residual] * pairs), np.stack([consistent] * pairs), np.full(pairs, 2.0)
+    )
     assert masks.shape == (len(clip.video.pairs), measuring_height, measuring_width) and masks.dtype == bool
