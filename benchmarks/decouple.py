@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +173,8 @@ def render_clip(job: tuple[Path, str, Condition, object, int]) -> dict:
         noisy = frames.astype(np.float32) + rng.normal(0, condition.noise_sigma, frames.shape).astype(np.float32)
         frames = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
     path.write_bytes(encode_video(frames, condition.fps, crf=condition.crf))
-    return {"clip": path.stem, "condition": condition.name, "scene": name, **ground_truth(scene, renderer, width, height)}
+    truth = ground_truth(scene, renderer, width, height)
+    return {"clip": path.stem, "condition": condition.name, "scene": name, **truth}
 
 
 def prepare_cache(cache: Path, seed: int) -> list[dict]:
@@ -253,7 +254,8 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
             if condition != reference or row["object_motion"] == 0:
                 continue
             base = row["measured"]["object_motion"]
-            worst = max(abs(by_clip[v, scene]["measured"]["object_motion"] - base) / max(base, 1e-6) for v in variants)
+            measured = [by_clip[variant, scene]["measured"]["object_motion"] for variant in variants]
+            worst = max(abs(value - base) / max(base, 1e-6) for value in measured)
             deviations.append(worst)
         figures[family] = (float(np.mean(np.array(deviations) <= 0.1)), float(np.max(deviations)))
     return figures
@@ -266,7 +268,9 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
     for condition in CONDITIONS:
         figures = [condition_figures([r for r in run if r["condition"] == condition.name]) for run in runs.values()]
         cells = [
-            f"{f[key]:>13.2f}" for key in ("object_motion", "camera_motion", "camera_type", "still_max") for f in figures
+            f"{f[key]:>13.2f}"
+            for key in ("object_motion", "camera_motion", "camera_type", "still_max")
+            for f in figures
         ]
         print(f"{condition.name:<15}{''.join(cells)}")
     for name, run in runs.items():

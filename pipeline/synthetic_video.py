@@ -204,7 +204,8 @@ class SceneRenderer:
         inverse = np.ones((height, width), np.float32)
         for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
             matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
-            alpha = cv2.warpAffine(image[..., 3], matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            alpha = cv2.warpAffine(image[..., 3], matrix, (width, height), flags=flags)
             weight = alpha.astype(np.float32) / 255.0
             inverse = inverse * (1 - weight) + weight / layer.depth
         return float(inverse.mean())

@@ -1,9 +1,10 @@
 """Decouple stage: camera motion vs object motion per clip (DESIGN.md §4, MotionStone pseudo-labels).
 
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
-flow minus what the camera explains, is object motion. Object masks are connected regions of large
-residual speed, cleaned morphologically (the built-in segmenter), or SAM2 masks prompted where
-that motion is (stages/segmenters.py); object_motion is the median
+flow minus what the camera explains, is object motion once what real video fakes is taken out
+(stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm).
+Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
+segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the median
 residual speed of their forward-backward-consistent pixels (the median, because flow smoothed
 across object edges would drag a mean down: measured -14% on a synthetic disc). A pan over a still scene reads
 zero object motion; an object the camera follows reads its speed relative to the scene.
@@ -49,7 +50,16 @@ CAMERA_TYPES = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom
 class DecoupleConfig:
     """Camera/object separation.
 
-    object_threshold: residual speed, %diag/s, above which a pixel may belong to a moving object.
+    object_threshold: residual speed, %diag/s, above which a pixel may belong to a moving object (the floor).
+    noise_factor: a pair's threshold is at least this many times its noise floor, the median residual speed of
+        its reliable pixels (noisy, compressed or fast video has more flow error than clean video).
+    parallax_area: when more than this share of the reliable pixels moves along the camera's flow, faster than
+        the background (nearer still scenery under a translating camera), that component is parallax, not
+        object motion (stages/residual_motion.py).
+    confirm_ratio: a moving region's match error with the second frame moved by the camera over that moved by
+        the flow, at least (1 keeps nearly every region). Measured on the tuning seed of benchmarks/decouple.py
+        at 256 px: blobs of flow error 1.0-1.8, moving objects 1.9-8. At short sides of 128 px and below, slow
+        objects (3 %diag/s) reach only 1.3-1.4 and are lost: lower it there.
     min_object_area: connected regions smaller than this fraction of the frame are noise.
     static_threshold: %diag/s; a camera whose translation, zoom and rotation each move the frame less
         than this on average is 'static'.
@@ -74,10 +84,15 @@ class DecoupleConfig:
     device: str = "cpu"
     noise_factor: float = 3.0
     parallax_area: float = 0.15
+    confirm_ratio: float = 2.0
 
     def __post_init__(self) -> None:
         if self.object_threshold <= 0 or self.static_threshold <= 0:
             raise ValueError("decouple.object_threshold and decouple.static_threshold must be > 0 %diag/s")
+        if self.noise_factor < 1 or self.confirm_ratio < 1 or not 0 < self.parallax_area <= 1:
+            raise ValueError(
+                "decouple.noise_factor and decouple.confirm_ratio must be >= 1, decouple.parallax_area in (0, 1]"
+            )
         if not 0 <= self.min_object_area < 1:
             raise ValueError(f"decouple.min_object_area must be a fraction in [0, 1), got {self.min_object_area}")
         if self.dominance < 1:
@@ -190,7 +205,9 @@ class DecoupleStage(Stage):
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
         objects = np.stack(
             [
-                confirmed_regions(mask, *photometric_errors(*measuring_grey(video, pair), camera, forward))
+                confirmed_regions(
+                    mask, *photometric_errors(*measuring_grey(video, pair), camera, forward), config.confirm_ratio
+                )
                 for mask, pair, camera, forward in zip(candidates, pairs, induced, motion.pair_forward, strict=True)
             ]
         )

@@ -28,9 +28,6 @@ PARALLAX_SLOPE = 0.5  # a parallax-like residual's across-flow part is at most t
 MIN_PARALLAX_RATIO = 0.15  # parallax of at least this share of the camera's displacement (depth <= 0.87 x the plane's)
 MIN_CAMERA_PX = 0.25  # measuring px: below this the camera's flow gives no direction to compare with
 PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
-# A moving region's camera match error over its flow match error, at least. Measured on the tuning seed of
-# benchmarks/decouple.py: blobs of flow error 1.0-1.8, moving objects 1.9-8.
-CONFIRM_RATIO = 2.0
 
 
 def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
@@ -47,7 +44,9 @@ def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
 def noise_thresholds(speeds: np.ndarray, reliable: np.ndarray, floor: float, factor: float) -> np.ndarray:
     """``float[P]`` %diag/s: per pair, ``factor`` times the median residual speed of its reliable pixels, at
     least ``floor``."""
-    medians = [float(np.median(speed[mask])) if mask.any() else 0.0 for speed, mask in zip(speeds, reliable)]
+    medians = [
+        float(np.median(speed[mask])) if mask.any() else 0.0 for speed, mask in zip(speeds, reliable, strict=True)
+    ]
     return np.maximum(floor, factor * np.array(medians))
 
 
@@ -58,9 +57,8 @@ def along_and_across(residual: np.ndarray, camera: np.ndarray) -> tuple[np.ndarr
     moving = length > MIN_CAMERA_PX
     unit = camera / np.where(moving, length, 1.0)[..., None]
     along = np.where(moving, residual[..., 0] * unit[..., 0] + residual[..., 1] * unit[..., 1], 0.0)
-    across = np.where(
-        moving, np.abs(residual[..., 0] * unit[..., 1] - residual[..., 1] * unit[..., 0]), np.sqrt(squared_length(residual))
-    )
+    cross = np.abs(residual[..., 0] * unit[..., 1] - residual[..., 1] * unit[..., 0])
+    across = np.where(moving, cross, np.sqrt(squared_length(residual)))
     return along, across
 
 
@@ -95,14 +93,16 @@ def photometric_errors(first: np.ndarray, second: np.ndarray, camera: np.ndarray
     return errors[0], errors[1]
 
 
-def confirmed_regions(mask: np.ndarray, camera_error: np.ndarray, flow_error: np.ndarray) -> np.ndarray:
+def confirmed_regions(
+    mask: np.ndarray, camera_error: np.ndarray, flow_error: np.ndarray, ratio: float
+) -> np.ndarray:
     """The connected regions of ``mask`` whose pixels the flow matches clearly better than the camera does
-    (mean errors over the region, ``CONFIRM_RATIO`` apart)."""
+    (mean errors over the region at least ``ratio`` apart)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return mask
     camera_sum = np.bincount(labels.ravel(), camera_error.ravel(), minlength=count)
     flow_sum = np.bincount(labels.ravel(), flow_error.ravel(), minlength=count)
-    keep = camera_sum > CONFIRM_RATIO * flow_sum
+    keep = camera_sum > ratio * flow_sum
     keep[0] = False
     return keep[labels]

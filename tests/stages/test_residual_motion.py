@@ -54,5 +54,5 @@ def test_a_region_counts_only_where_the_flow_matches_better_than_the_camera():
     camera_error = np.ones((20, 30), np.float32)
     flow_error = np.ones((20, 30), np.float32)
     flow_error[2:8, 2:8] = 0.2  # the flow explains this region's pixels: it moves
-    kept = confirmed_regions(mask, camera_error, flow_error)
+    kept = confirmed_regions(mask, camera_error, flow_error, 2.0)
     assert kept[2:8, 2:8].all() and not kept[12:18, 12:18].any()
