@@ -195,7 +195,7 @@ class DecoupleStage(Stage):
         along, across = along_and_across(residual, induced)
         camera_px = np.sqrt(squared_length(induced))
         camera_speeds = (camera_px * per_px).mean(axis=(1, 2))
-        noise_px = noise_thresholds(residual_speeds, reliable, 0.0, 1.0) / per_px[:, 0, 0]
+        noise_px = noise_thresholds(residual_speeds, reliable, 0.0, 1.0) / per_px[:, 0, 0]  # median residual, px
         parallax = (
             float(np.mean(camera_speeds)) > 2 * config.static_threshold
             and parallax_share(along, across, camera_px, 2 * noise_px, reliable) > config.parallax_area

@@ -62,8 +62,9 @@ def along_and_across(residual: np.ndarray, camera: np.ndarray) -> tuple[np.ndarr
     return along, across
 
 
-def parallax_share(along: np.ndarray, across: np.ndarray, camera_px: np.ndarray, noise_px: np.ndarray,
-                   reliable: np.ndarray) -> float:
+def parallax_share(
+    along: np.ndarray, across: np.ndarray, camera_px: np.ndarray, noise_px: np.ndarray, reliable: np.ndarray
+) -> float:
     """Median over pairs of the share of reliable pixels whose residual runs along the camera's flow, the same way,
     by more than ``MIN_PARALLAX_RATIO`` of the camera's displacement there and more than the pair's noise
     ``noise_px[P]`` (what nearer still scenery does under a translating camera)."""
@@ -79,7 +80,9 @@ def object_evidence(along: np.ndarray, across: np.ndarray) -> np.ndarray:
     return np.sqrt(across**2 + against**2)
 
 
-def photometric_errors(first: np.ndarray, second: np.ndarray, camera: np.ndarray, forward: np.ndarray):
+def photometric_errors(
+    first: np.ndarray, second: np.ndarray, camera: np.ndarray, forward: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of a pair (grey ``float32[h, w]`` frames at the measuring size), how badly the second frame
     matches the first when pixels move as the camera says and as the flow says: ``(camera_error, flow_error)``,
     absolute differences averaged over a small window (where an object moves, the flow matches better; where
