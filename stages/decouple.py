@@ -28,10 +28,10 @@ from stages.residual_motion import (
     along_and_across,
     confirmed_regions,
     lands_inside,
-    noise_thresholds,
     object_evidence,
     parallax_share,
     photometric_errors,
+    reliable_medians,
 )
 from stages.segmenters import (
     MotionRegionSegmenter,
@@ -181,6 +181,15 @@ class DecoupleStage(Stage):
     def setup(self, device: str = "cpu") -> None:
         self.segmenter.setup(self.config.device)
 
+    def _confirmed(
+        self, mask: np.ndarray, video: DecodedVideo, pair: list[int], camera: np.ndarray, forward: np.ndarray
+    ) -> np.ndarray:
+        """The pair's candidate regions that its pixels confirm; the frames are read only when there is one."""
+        if not mask.any():
+            return mask
+        errors = photometric_errors(*measuring_grey(video, pair), camera, forward)
+        return confirmed_regions(mask, *errors, self.config.confirm_ratio)
+
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion, config = clip.video, clip.motion, self.config
         height, width = motion.pair_forward.shape[1:3]  # the measuring size: px below are half-size px
@@ -195,19 +204,17 @@ class DecoupleStage(Stage):
         along, across = along_and_across(residual, induced)
         camera_px = np.sqrt(squared_length(induced))
         camera_speeds = (camera_px * per_px).mean(axis=(1, 2))
-        noise_px = noise_thresholds(residual_speeds, reliable, 0.0, 1.0) / per_px[:, 0, 0]  # median residual, px
+        noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
         parallax = (
             float(np.mean(camera_speeds)) > 2 * config.static_threshold
             and parallax_share(along, across, camera_px, 2 * noise_px, reliable) > config.parallax_area
         )
         evidence = np.where(reliable, object_evidence(along, across) * per_px if parallax else residual_speeds, 0.0)
-        thresholds = noise_thresholds(evidence, reliable, config.object_threshold, config.noise_factor)
+        thresholds = np.maximum(config.object_threshold, config.noise_factor * reliable_medians(evidence, reliable))
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
         objects = np.stack(
             [
-                confirmed_regions(
-                    mask, *photometric_errors(*measuring_grey(video, pair), camera, forward), config.confirm_ratio
-                )
+                self._confirmed(mask, video, pair, camera, forward)
                 for mask, pair, camera, forward in zip(candidates, pairs, induced, motion.pair_forward, strict=True)
             ]
         )

@@ -41,13 +41,12 @@ def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
     return inside
 
 
-def noise_thresholds(speeds: np.ndarray, reliable: np.ndarray, floor: float, factor: float) -> np.ndarray:
-    """``float[P]`` %diag/s: per pair, ``factor`` times the median residual speed of its reliable pixels, at
-    least ``floor``."""
-    medians = [
-        float(np.median(speed[mask])) if mask.any() else 0.0 for speed, mask in zip(speeds, reliable, strict=True)
-    ]
-    return np.maximum(floor, factor * np.array(medians))
+def reliable_medians(speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    """``float[P]``: per pair, the median of ``speeds[P, h, w]`` over its reliable pixels (0 with none): the noise
+    floor, as most reliable pixels are background whose true residual is zero."""
+    return np.array(
+        [float(np.median(speed[mask])) if mask.any() else 0.0 for speed, mask in zip(speeds, reliable, strict=True)]
+    )
 
 
 def along_and_across(residual: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +101,6 @@ def confirmed_regions(
     """The connected regions of ``mask`` whose pixels the flow matches clearly better than the camera does
     (mean errors over the region at least ``ratio`` apart)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return mask
     camera_sum = np.bincount(labels.ravel(), camera_error.ravel(), minlength=count)
     flow_sum = np.bincount(labels.ravel(), flow_error.ravel(), minlength=count)
     keep = camera_sum > ratio * flow_sum
