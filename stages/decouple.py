@@ -25,11 +25,9 @@ from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_came
 from stages.flow_checks import squared_length
 from stages.motion_units import pct_diag_per_s
 from stages.residual_motion import (
-    along_and_across,
     confirmed_regions,
     lands_inside,
-    object_evidence,
-    parallax_share,
+    parallax_free_evidence,
     photometric_errors,
     reliable_medians,
 )
@@ -53,9 +51,9 @@ class DecoupleConfig:
     object_threshold: residual speed, %diag/s, above which a pixel may belong to a moving object (the floor).
     noise_factor: a pair's threshold is at least this many times its noise floor, the median residual speed of
         its reliable pixels (noisy, compressed or fast video has more flow error than clean video).
-    parallax_area: when more than this share of the reliable pixels moves along the camera's flow, faster than
-        the background (nearer still scenery under a translating camera), that component is parallax, not
-        object motion (stages/residual_motion.py).
+    parallax_area: when more than this share of the reliable pixels moves along the lines through the epipole,
+        the way nearer still scenery does under a moving camera, and it is spread over the frame, that component
+        is parallax, not object motion (stages/residual_motion.py).
     confirm_ratio: a moving region's match error with the second frame moved by the camera over that moved by
         the flow, at least (1 keeps nearly every region). Measured on the tuning seed of benchmarks/decouple.py
         at 256 px: blobs of flow error 1.0-1.8, moving objects 1.9-8. At short sides of 128 px and below, slow
@@ -201,15 +199,13 @@ class DecoupleStage(Stage):
         per_px = np.array([pct_diag_per_s(width, height, dt) for dt in intervals])[:, None, None]
         residual = motion.pair_forward - induced
         residual_speeds = np.sqrt(squared_length(residual)) * per_px
-        along, across = along_and_across(residual, induced)
-        camera_px = np.sqrt(squared_length(induced))
-        camera_speeds = (camera_px * per_px).mean(axis=(1, 2))
-        noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
-        parallax = (
-            float(np.mean(camera_speeds)) > 2 * config.static_threshold
-            and parallax_share(along, across, camera_px, 2 * noise_px, reliable) > config.parallax_area
-        )
-        evidence = np.where(reliable, object_evidence(along, across) * per_px if parallax else residual_speeds, 0.0)
+        camera_speeds = (np.sqrt(squared_length(induced)) * per_px).mean(axis=(1, 2))
+        evidence = np.where(reliable, residual_speeds, 0.0)
+        if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
+            noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
+            unexplained = parallax_free_evidence(residual, induced, reliable, noise_px, config.parallax_area)
+            if unexplained is not None:
+                evidence = np.where(reliable, unexplained * per_px, 0.0)
         thresholds = np.maximum(config.object_threshold, config.noise_factor * reliable_medians(evidence, reliable))
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
         objects = np.stack(

@@ -5,12 +5,17 @@ Three things in real video make a plain homography residual read objects that ar
 - flow error grows with sensor noise, compression and speed, so a fixed speed threshold turns noise into
   objects: each pair's threshold sits ``noise_factor`` times above its noise floor, the median residual
   of its reliable pixels (mostly background, whose true residual is zero);
-- a translating camera gives nearer still scenery parallax, which no homography explains. The fitted plane
-  is the largest surface, usually the farthest, so parallax is residual *along* the camera's own flow at
-  that pixel (nearer things move the same way, faster). When a clip shows that over a large part of the
-  frame, the along-flow component is taken for parallax, not objects; residual across the camera's flow,
-  or against it, is still object motion (motion along an epipolar line is ambiguous in two frames: a
-  still scene reading no object motion is what the user asked for).
+- a moving camera gives nearer still scenery parallax, which no homography explains. After the fitted plane's
+  homography, a still point's residual lies on the line joining it to the epipole (plane + parallax), on the
+  same side for everything nearer than the plane (the plane is the largest surface, usually the farthest).
+  The epipole is fitted per pair by RANSAC to the lines of the clearly residual pixels (at infinity for a
+  camera translating sideways; anywhere for a handheld one, whose rotation turns its flow away from the
+  epipolar lines). When residual of that shape covers a large part of the frame and is spread across it
+  (a moving object is compact; parallax is wherever there is nearer scenery), it is taken for parallax:
+  only residual across the epipolar lines, beyond what lens distortion and flow error spill there, is object
+  evidence. Both ways along the lines are discounted (when the plane fitted is a middle layer, farther
+  scenery moves back): motion along an epipolar line is ambiguous in two frames, and a still scene reading
+  no object motion is what the user asked for.
 Then every candidate region must be confirmed by the pixels themselves: the second frame, moved by the
 flow, must match the first clearly better than moved by the camera. A blob of flow error on still
 background fails that whatever its speed; a moving object passes it.
@@ -24,9 +29,19 @@ import numpy as np
 from stages.flow_checks import pixel_grid, squared_length
 
 EDGE_PX = 2  # measuring px along the frame's edge where flow has too little context to trust
-PARALLAX_SLOPE = 0.5  # a parallax-like residual's across-flow part is at most this share of its along-flow part
+PARALLAX_SLOPE = 0.5  # a parallax-like residual's across-epipolar-line part is at most this share of its along part
+# Parallax's share of its length that lands across the epipolar lines (lens distortion, rolling shutter, flow error):
+# handheld real frames (shared/data) showed 0.4-0.5 on still people; 0.3 cleared them and cost least on benchmarks.
+PARALLAX_SPILL = 0.3
 MIN_PARALLAX_RATIO = 0.15  # parallax of at least this share of the camera's displacement (depth <= 0.87 x the plane's)
-MIN_CAMERA_PX = 0.25  # measuring px: below this the camera's flow gives no direction to compare with
+EPIPOLE_POINTS = 600  # residual lines sampled per pair to fit the epipole
+EPIPOLE_HYPOTHESES = 128  # line pairs tried: with half the lines through the epipole, all miss it with p < 1e-15
+SPREAD_GRID = 4  # the frame is cut into SPREAD_GRID x SPREAD_GRID cells to tell spread-out parallax from objects
+SPREAD_CELL_SHARE = 0.05  # a cell shows parallax when this share of its pixels does
+# Share of cells showing parallax, above which it is parallax (medians over pairs). Moving objects under pans and
+# zooms filled at most 0.56 of the cells (benchmarks/decouple.py, both seeds, every base condition); parallax scenes
+# 0.41-1.0, all but 3 of 32 clean ones above 0.6; handheld real frames (shared/data) 0.69-0.75.
+MIN_PARALLAX_SPREAD = 0.6
 PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
 
 
@@ -49,34 +64,89 @@ def reliable_medians(speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
     )
 
 
-def along_and_across(residual: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The residual's signed component along the camera's flow at each pixel and its unsigned one across it (px);
-    where the camera barely moves the pixel, all of it counts as across."""
-    length = np.sqrt(squared_length(camera))
-    moving = length > MIN_CAMERA_PX
-    unit = camera / np.where(moving, length, 1.0)[..., None]
-    along = np.where(moving, residual[..., 0] * unit[..., 0] + residual[..., 1] * unit[..., 1], 0.0)
-    cross = np.abs(residual[..., 0] * unit[..., 1] - residual[..., 1] * unit[..., 0])
-    across = np.where(moving, cross, np.sqrt(squared_length(residual)))
+def parallax_directions(
+    residual: np.ndarray, camera: np.ndarray, significant: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``float32[h, w, 2]``: per pixel of a pair, the unit vector along the line through the epipole, pointing the way
+    most ``significant`` residuals point (the way nearer still scenery moves); zeros with fewer than two of them.
+    RANSAC over the epipoles where two residual lines cross, the points taken where the camera moves them to."""
+    warped = pixel_grid(*residual.shape[:2]) + camera
+    ys, xs = np.nonzero(significant)
+    if len(xs) < 2:
+        return np.zeros_like(residual)
+    pick = rng.choice(len(xs), min(len(xs), EPIPOLE_POINTS), replace=False)
+    points, vectors = warped[ys[pick], xs[pick]], residual[ys[pick], xs[pick]]
+    ones = np.ones((len(points), 1), np.float32)
+    lines = np.cross(np.hstack([points, ones]), np.hstack([points + vectors, ones]))
+    tried = rng.integers(len(points), size=(EPIPOLE_HYPOTHESES, 2))
+    epipoles = np.cross(lines[tried[:, 0]], lines[tried[:, 1]])  # homogeneous: w = 0 at infinity
+    towards = unit(epipoles[:, None, :2] - epipoles[:, None, 2:] * points[None])
+    along = np.einsum("knc,nc->kn", towards, vectors)
+    across = np.abs(towards[..., 0] * vectors[:, 1] - towards[..., 1] * vectors[:, 0])
+    fits = across < PARALLAX_SLOPE * np.abs(along)
+    ahead, behind = (fits & (along > 0)).sum(axis=1), (fits & (along < 0)).sum(axis=1)
+    best = int(np.argmax(np.maximum(ahead, behind)))
+    sign = 1.0 if ahead[best] >= behind[best] else -1.0
+    epipole = epipoles[best]
+    return (sign * unit(epipole[:2] - epipole[2] * warped)).astype(np.float32)
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """``vectors[..., 2]`` scaled to length 1 (zero vectors stay zero)."""
+    length = np.sqrt(squared_length(vectors))
+    return vectors / np.maximum(length, 1e-9)[..., None]
+
+
+def along_and_across(residual: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The residual's signed component along unit ``directions`` and its unsigned one across them (px)."""
+    along = residual[..., 0] * directions[..., 0] + residual[..., 1] * directions[..., 1]
+    across = np.abs(residual[..., 0] * directions[..., 1] - residual[..., 1] * directions[..., 0])
     return along, across
 
 
-def parallax_share(
-    along: np.ndarray, across: np.ndarray, camera_px: np.ndarray, noise_px: np.ndarray, reliable: np.ndarray
-) -> float:
-    """Median over pairs of the share of reliable pixels whose residual runs along the camera's flow, the same way,
-    by more than ``MIN_PARALLAX_RATIO`` of the camera's displacement there and more than the pair's noise
-    ``noise_px[P]`` (what nearer still scenery does under a translating camera)."""
-    parallax_like = (along > MIN_PARALLAX_RATIO * camera_px) & (along > noise_px[:, None, None])
-    parallax_like &= across < PARALLAX_SLOPE * along
-    shares = [like[mask].mean() if mask.any() else 0.0 for like, mask in zip(parallax_like, reliable, strict=True)]
+def parallax_like(along: np.ndarray, across: np.ndarray, significant: np.ndarray) -> np.ndarray:
+    """``bool[P, h, w]``: ``significant`` residual that runs along the epipolar line, the way nearer scenery moves."""
+    return significant & (across < PARALLAX_SLOPE * along)
+
+
+def parallax_share(like: np.ndarray, reliable: np.ndarray) -> float:
+    """Median over pairs of the share of reliable pixels that look like parallax."""
+    shares = [pixels[mask].mean() if mask.any() else 0.0 for pixels, mask in zip(like, reliable, strict=True)]
     return float(np.median(shares))
 
 
+def parallax_spread(like: np.ndarray) -> float:
+    """Median over pairs of the share of the frame's cells (``SPREAD_GRID`` a side) where parallax-like pixels are
+    ``SPREAD_CELL_SHARE`` or more: a moving object or two fill a few cells, parallax most of them."""
+    height, width = like.shape[1:]
+    rows, cols = np.array_split(np.arange(height), SPREAD_GRID), np.array_split(np.arange(width), SPREAD_GRID)
+    cells = [[pixels[np.ix_(r, c)].mean() >= SPREAD_CELL_SHARE for r in rows for c in cols] for pixels in like]
+    return float(np.median(np.mean(cells, axis=1)))
+
+
 def object_evidence(along: np.ndarray, across: np.ndarray) -> np.ndarray:
-    """Residual length without its parallax-like part (along the camera's flow, the same way), px."""
-    against = np.minimum(along, 0.0)
-    return np.sqrt(across**2 + against**2)
+    """Residual length without its parallax-like part (px): across the epipolar line, beyond what parallax spills
+    there."""
+    return np.maximum(across - PARALLAX_SPILL * np.abs(along), 0.0)
+
+
+def parallax_free_evidence(
+    residual: np.ndarray, camera: np.ndarray, reliable: np.ndarray, noise_px: np.ndarray, min_share: float
+) -> np.ndarray | None:
+    """``float[P, h, w]``: per pixel, the residual length (px) that parallax does not explain, when the clip's pairs
+    (``residual``, ``camera`` flows ``[P, h, w, 2]``) show parallax over more than ``min_share`` of their reliable
+    pixels, spread over the frame; None when they do not (then all residual is object evidence). Residual counts
+    when it beats twice the pair's noise ``noise_px[P]`` and ``MIN_PARALLAX_RATIO`` of the camera's displacement."""
+    length = np.sqrt(squared_length(residual))
+    significant = reliable & (length > 2 * noise_px[:, None, None])
+    significant &= length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera))
+    rng = np.random.default_rng(0)  # the same clip gives the same epipoles
+    directions = np.stack([parallax_directions(*pair, rng) for pair in zip(residual, camera, significant, strict=True)])
+    along, across = along_and_across(residual, directions)
+    like = parallax_like(along, across, significant)
+    if parallax_share(like, reliable) <= min_share or parallax_spread(like) < MIN_PARALLAX_SPREAD:
+        return None
+    return object_evidence(along, across)
 
 
 def photometric_errors(

@@ -7,9 +7,17 @@ import pytest
 from conftest import ready_stages, run_stages
 
 from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.synthetic_video import Scene, SceneObject, render_scene
+from pipeline.synthetic_video import DepthLayer, Scene, SceneObject, render_scene
 from pipeline.video_encoding import encode_video
-from stages.residual_motion import confirmed_regions, lands_inside
+from stages.residual_motion import (
+    MIN_PARALLAX_SPREAD,
+    PARALLAX_SPILL,
+    confirmed_regions,
+    lands_inside,
+    object_evidence,
+    parallax_directions,
+    parallax_spread,
+)
 
 STILL_OBJECT_MOTION = 0.5  # issue 22: a still scene reads below this under any camera motion
 
@@ -56,3 +64,63 @@ def test_a_region_counts_only_where_the_flow_matches_better_than_the_camera():
     flow_error[2:8, 2:8] = 0.2  # the flow explains this region's pixels: it moves
     kept = confirmed_regions(mask, camera_error, flow_error, 2.0)
     assert kept[2:8, 2:8].all() and not kept[12:18, 12:18].any()
+
+
+def away_from(epipole: tuple[float, float]) -> np.ndarray:
+    """``float32[40, 60, 2]``: unit vectors from ``epipole`` to each pixel of a 60 x 40 frame."""
+    away = np.dstack(np.meshgrid(np.arange(60.0), np.arange(40.0))) - np.array(epipole)
+    return (away / np.linalg.norm(away, axis=2, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("epipole", [(25.0, -30.0), (90.0, 20.0)])
+def test_the_epipole_is_found_from_the_residuals_lines(epipole):
+    # plane + parallax of a still scene: residuals on the lines from the epipole, 0.5-2 px as depths vary,
+    # a fifth of the pixels moving anywhere (objects, flow error)
+    rng = np.random.default_rng(3)
+    residual = away_from(epipole) * rng.uniform(0.5, 2.0, (40, 60, 1)).astype(np.float32)
+    stray = rng.random((40, 60)) < 0.2
+    residual[stray] = rng.normal(0, 1.5, (int(stray.sum()), 2))
+    directions = parallax_directions(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng)
+    assert np.median(np.sum(directions * away_from(epipole), axis=2)) > 0.99  # the lines, the scenery's way
+
+
+def test_an_epipole_at_infinity_gives_parallel_lines():
+    # a camera translating sideways: nearer scenery all moves one way, by more the nearer it is
+    rng = np.random.default_rng(5)
+    residual = np.zeros((40, 60, 2), np.float32)
+    residual[...] = np.array([-0.6, 0.8], np.float32)
+    residual *= rng.uniform(0.5, 2.0, (40, 60, 1)).astype(np.float32)
+    directions = parallax_directions(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng)
+    assert np.allclose(directions, [-0.6, 0.8], atol=0.01)
+
+
+def test_a_compact_object_is_not_spread_like_parallax():
+    ys, xs = np.mgrid[:64, :64]
+    disc = (xs - 20) ** 2 + (ys - 24) ** 2 < 12**2  # a moving object of 11% of the frame
+    scattered = np.random.default_rng(6).random((64, 64)) < 0.11  # nearer scenery all over it
+    assert parallax_spread(disc[None]) < MIN_PARALLAX_SPREAD < parallax_spread(scattered[None])
+
+
+def test_only_residual_across_the_epipolar_lines_is_object_evidence():
+    along = np.array([2.0, -2.0, 0.0, 2.0])
+    across = np.array([0.0, 0.0, 1.5, 1.5])
+    assert object_evidence(along, across) == pytest.approx([0.0, 0.0, 1.5, 1.5 - PARALLAX_SPILL * 2.0])
+
+
+def layered_scene(pan: tuple[float, float], objects: tuple = ()) -> Scene:
+    """Still scenery at three depths (a background plane, layers at 0.7 and 0.4 of its depth) seen by a camera
+    translating by ``pan`` %diag/s at the plane's depth."""
+    return Scene(seed=62, pan=pan, objects=objects, layers=(DepthLayer(0.7, 0.25), DepthLayer(0.4, 0.15)))
+
+
+def test_a_still_layered_scene_under_a_translating_camera_reads_no_object_motion(stages):
+    # before (the parallax rule along the camera's flow): 2.2 %diag/s
+    clip = encode_video(render_scene(layered_scene((7.0, 7.0)), 320, 240, 24.0, 60), 24.0)
+    assert run_stages(stages, clip).fields["object_motion"] < STILL_OBJECT_MOTION
+
+
+def test_an_object_crossing_the_epipolar_lines_reads_its_speed_under_parallax(stages):
+    # before: 10.2 against 14.6 true (the object's region merged with layers' edges moving the other way)
+    scene = layered_scene((7.0, 7.0), (SceneObject((0.5, 0.3), 0.15, (4.0, 14.0)),))
+    fields = run_stages(stages, encode_video(render_scene(scene, 320, 240, 24.0, 60), 24.0)).fields
+    assert fields["object_motion"] == pytest.approx(ground_truth(scene, SampleSpec())["object_motion"], rel=0.15)
