@@ -1,12 +1,18 @@
 """Acceptance run of the MotionStone estimator on CPU (issue 5), in one command.
 
     python benchmarks/estimator.py [--train-clips 168] [--held-out-clips 56] [--minutes 15]
+        [--hard /tmp/decouple-bench] [--labels flow|track]
 
 Generates a training set (seed 0) and a separately seeded held-out set (seed 1) with
 `motionpipe sample-data`, annotates both (`--conditions none`) for pseudo-labels, trains within the
 time budget, and evaluates on the held-out set against (a) pairs from its ground truth, written as a
 judgements Parquet, and (b) pairs from its pseudo-labels; prints accuracies beside the SSIM and
 flow_mean baselines, Spearman, score histograms and timings.
+
+``--hard CACHE`` takes the clips of benchmarks/decouple.py's cache instead (noise, blur, crf 42, 12-60 fps,
+half and double size, fast pans, zooms, parallax; render them first with that script): its seed 0 to train,
+its held-out seed 1 to evaluate. ``--labels track`` trains on MotionStone's track pseudo-labels (annotated
+with the built-in flow_chain tracker) instead of the flow-based ones.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import webdataset as wds
 
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
 STEPS_PER_MINUTE_CPU = 65  # measured: ~1.1 steps/s with 8 pairs per step on 2 cores, plus decoding the clips
@@ -47,18 +54,40 @@ def truth_pairs(truth_file: Path, out: Path, margin: float = 0.2) -> Path:
     return out
 
 
+def hard_set(cache: Path, seed: int, out: Path, shards: int = 4) -> None:
+    """benchmarks/decouple.py's rendered clips of ``seed`` as OUT/shards/*.tar and OUT/ground_truth.json, in the
+    layout `sample-data` writes (the clip's name is its key)."""
+    rows = json.loads((cache / f"seed{seed}" / "truth.json").read_text())
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    for shard in range(shards):
+        with wds.TarWriter(str(out / "shards" / f"hard-{shard:06d}.tar")) as writer:
+            for row in rows[shard::shards]:
+                clip = cache / f"seed{seed}" / f"{row['clip']}.mp4"
+                writer.write({"__key__": row["clip"], "mp4": clip.read_bytes()})
+    truth = {row["clip"]: {k: row[k] for k in ("object_motion", "camera_motion", "camera_type")} for row in rows}
+    (out / "ground_truth.json").write_text(json.dumps({"clips": truth}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-clips", type=int, default=168)
     parser.add_argument("--held-out-clips", type=int, default=56)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--keep", type=Path, help="keep the data and checkpoint here")
+    parser.add_argument("--hard", type=Path, help="benchmarks/decouple.py's cache: train on seed 0, hold out seed 1")
+    parser.add_argument("--labels", choices=["flow", "track"], default="flow", help="pseudo-labels to train on")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="motionpipe-estimator-"))
     started = time.perf_counter()
+    tracker = ["--set", "tracking.tracker=flow_chain"] if args.labels == "track" else []
     for name, clips, seed in (("train", args.train_clips, 0), ("held", args.held_out_clips, 1)):
-        run("sample-data", str(root / name), "--shards", "4", "--clips-per-shard", str(clips // 4), "--seed", str(seed))
-        run("annotate", str(root / name / "shards"), str(root / name / "out"), "--local", "--conditions", "none")
+        if args.hard:
+            hard_set(args.hard, seed, root / name)
+        else:
+            per_shard = str(clips // 4)
+            run("sample-data", str(root / name), "--shards", "4", "--clips-per-shard", per_shard, "--seed", str(seed))
+        out = str(root / name / "out")
+        run("annotate", str(root / name / "shards"), out, "--local", "--conditions", "none", *tracker)
     prepared = time.perf_counter()
     steps = int(args.minutes * STEPS_PER_MINUTE_CPU)
     print(
@@ -71,13 +100,15 @@ def main() -> None:
             str(root / "ckpt"),
             "--steps",
             str(steps),
+            "--labels",
+            args.labels,
         ).strip()
     )
     trained = time.perf_counter()
     pairs = truth_pairs(root / "held" / "ground_truth.json", root / "held_truth_pairs.parquet")
     common = [str(root / "held" / "shards"), "--run", str(root / "held" / "out"), "--estimator", str(root / "ckpt")]
     print("\nheld-out, ground-truth pairs:\n" + run("eval-estimator", *common, "--pairs", str(pairs)))
-    print("held-out, pseudo-label pairs:\n" + run("eval-estimator", *common))
+    print(f"held-out, {args.labels} pseudo-label pairs:\n" + run("eval-estimator", *common))
     print(
         f"data + annotate {prepared - started:.0f} s; training {trained - prepared:.0f} s ({steps} steps); "
         f"data in {root}"

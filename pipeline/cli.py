@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run", required=True, help="annotate output directory holding the pseudo-labels")
     train.add_argument("--out", required=True, help="checkpoint folder")
     train.add_argument("--pairs", help="Parquet of human pair judgements (default: pairs from pseudo-labels)")
+    train.add_argument(
+        "--labels",
+        choices=["flow", "track"],
+        default="flow",
+        help="pseudo-labels: flow (object_motion, camera_motion; every run) or track (object_track_motion, "
+        "camera_track_motion: MotionStone's points inside / outside the object masks; runs with a tracker)",
+    )
     train.add_argument("--steps", type=int, default=800, help="optimisation steps (default 800)")
     train.add_argument("--batch-pairs", type=int, default=8, help="pairs per step (default 8)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -206,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="annotate output directory of those shards")
     evaluate.add_argument("--estimator", required=True, help="checkpoint folder")
     evaluate.add_argument("--pairs", help="Parquet of pair judgements (default: pairs from pseudo-labels)")
+    evaluate.add_argument(
+        "--labels", choices=["flow", "track"], help="pseudo-labels to compare with (default: those it was trained on)"
+    )
 
     inspect = commands.add_parser(
         "inspect",
@@ -356,7 +366,11 @@ def run_train_estimator(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, seed=args.seed, model=args.model)
         with tqdm(desc="decode", unit="clip", file=sys.stderr) as bar:
-            data = load_clip_set(args.inputs, args.run, MODEL_SIZES[config.model], on_clip=lambda: bar.update())
+            data = load_clip_set(
+                args.inputs, args.run, MODEL_SIZES[config.model], on_clip=lambda: bar.update(), label_source=args.labels
+            )
+        if data.unlabelled:
+            print(f"{data.unlabelled} ok clips have no {args.labels} pseudo-labels: left out", file=sys.stderr)
         if args.workers:
             from pipeline.train_estimator_ray import train_estimator_on_ray
 
@@ -377,7 +391,8 @@ def run_train_estimator(args: argparse.Namespace) -> int:
         print(f"motionpipe train-estimator: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(
-        f"trained on {summary['train']} clips ({summary['pairs']} pairs), {summary['validation']} held out; "
+        f"trained on {summary['train']} clips ({summary['pairs']} pairs, {args.labels} labels), "
+        f"{summary['validation']} held out; "
         f"checkpoint {summary['version']} in {args.out}"
     )
     return EXIT_OK
@@ -394,7 +409,8 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
 
     try:
         model, meta = load_checkpoint(args.estimator)
-        data = load_clip_set(args.inputs, args.run, model.config)
+        labels = args.labels or meta.get("labels", "flow")
+        data = load_clip_set(args.inputs, args.run, model.config, label_source=labels)
     except (MissingWeightsError, ValueError, FileNotFoundError) as error:
         print(f"motionpipe eval-estimator: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,7 +21,11 @@ from stages.estimator_io import estimator_input
 from stages.estimator_model import EstimatorConfig
 
 HEADS = ("object", "camera")
-LABEL_COLUMNS = {"object": "object_motion", "camera": "camera_motion"}
+# pseudo-label columns per source: the flow-based decoupling (every run), or MotionStone's tracks (runs with a tracker)
+LABEL_COLUMNS = {
+    "flow": {"object": "object_motion", "camera": "camera_motion"},
+    "track": {"object": "object_track_motion", "camera": "camera_track_motion"},
+}
 WINNER_CODES = {"a": 1, "b": -1, "tie": 0}
 
 
@@ -32,11 +36,12 @@ class ClipSet:
     keys: list[str]
     inputs: np.ndarray  # float32[N, T, INPUT_CHANNELS, H, W] from estimator_input
     labels: dict[str, np.ndarray]  # head -> float[N]
+    label_source: str = "flow"  # a key of LABEL_COLUMNS
+    unlabelled: int = 0  # ok clips of the run left out for want of these labels
 
     def subset(self, chosen: np.ndarray) -> ClipSet:
-        return ClipSet(
-            [self.keys[i] for i in chosen], self.inputs[chosen], {h: v[chosen] for h, v in self.labels.items()}
-        )
+        labels = {h: v[chosen] for h, v in self.labels.items()}
+        return ClipSet([self.keys[i] for i in chosen], self.inputs[chosen], labels, self.label_source)
 
 
 def in_validation(key: str, fraction: float) -> bool:
@@ -50,15 +55,30 @@ def annotate_decode_config(run_dir: str | Path) -> DecodeConfig:
     return build_config(overrides=[f"decode.{k}={v}" for k, v in run["config"]["decode"].items()]).decode
 
 
+def labelled_rows(run_dir: str | Path, label_source: str) -> tuple[dict[str, dict], int]:
+    """The run's ok rows that have ``label_source``'s pseudo-labels, by key, and how many ok rows do not (track
+    labels are null without a tracker, camera_track_motion with too few background tracks)."""
+    if label_source not in LABEL_COLUMNS:
+        raise ValueError(f"labels must be one of {sorted(LABEL_COLUMNS)}, got {label_source!r}")
+    columns = LABEL_COLUMNS[label_source].values()
+    ok = [row for row in read_metadata(run_dir).to_pylist() if row["status"] == "ok"]
+    rows = {row["key"]: row for row in ok if all(row[column] is not None for column in columns)}
+    if ok and not rows:
+        hint = " (annotate with --set tracking.tracker=flow_chain or cotracker)" if label_source == "track" else ""
+        raise ValueError(f"no ok row of {run_dir} has the {label_source} pseudo-labels {sorted(columns)}{hint}")
+    return rows, len(ok) - len(rows)
+
+
 def load_clip_set(
     shard_inputs: list[str],
     run_dir: str | Path,
     model_config: EstimatorConfig,
     on_clip: Callable[[], None] | None = None,
+    label_source: str = "flow",
 ) -> ClipSet:
-    """Decode every clip that the annotate run scored ok, once, into model inputs."""
-    table = read_metadata(run_dir)
-    rows = {row["key"]: row for row in table.to_pylist() if row["status"] == "ok"}
+    """Decode every clip that the annotate run scored ok with ``label_source`` pseudo-labels, once, into model
+    inputs."""
+    rows, unlabelled = labelled_rows(run_dir, label_source)
     decode = DecodeStage(annotate_decode_config(run_dir))
     decode.setup()
     keys, inputs = [], []
@@ -75,8 +95,9 @@ def load_clip_set(
                 on_clip()
     if not keys:
         raise ValueError(f"no clip of {shard_inputs} has an ok row in {run_dir}: nothing to train on")
-    labels = {head: np.array([rows[k][LABEL_COLUMNS[head]] for k in keys], np.float32) for head in HEADS}
-    return ClipSet(keys, np.stack(inputs), labels)
+    columns = LABEL_COLUMNS[label_source]
+    labels = {head: np.array([rows[k][columns[head]] for k in keys], np.float32) for head in HEADS}
+    return ClipSet(keys, np.stack(inputs), labels, label_source, unlabelled)
 
 
 @dataclass

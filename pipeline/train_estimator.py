@@ -142,7 +142,12 @@ def train_estimator(
     optimiser = torch.optim.Adam(trained.parameters(), lr=config.learning_rate)
     if resume and (out / TRAINING_FILE).exists():
         step = load_training_state(out, optimiser, rng)
-    extra = {"train_config": asdict(config), "train_clips": len(train.keys), "validation_keys": validation.keys}
+    extra = {
+        "train_config": asdict(config),
+        "labels": data.label_source,
+        "train_clips": len(train.keys),
+        "validation_keys": validation.keys,
+    }
     losses: list[float] = []
     version = json.loads((out / "estimator.json").read_text())["version"] if step else None
     while step < config.steps:

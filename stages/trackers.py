@@ -13,11 +13,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stages.base import ClipRecord
 from stages.flow_backends import MissingWeightsError
 from stages.flow_checks import sample_field
+from stages.measuring_size import processing_pixel
+
+QUERY_EDGE_PX = 2  # measuring px kept between a query point and its object mask's edge
+QUERY_EDGE_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * QUERY_EDGE_PX + 1, 2 * QUERY_EDGE_PX + 1))
 
 
 @dataclass
@@ -101,8 +106,23 @@ class CoTracker(Tracker):
         )
 
 
-def grid_queries(width: int, height: int, grid_size: int) -> np.ndarray:
-    """``grid_size x grid_size`` (x, y) points at the centres of a regular grid over the frame."""
-    xs = (np.arange(grid_size) + 0.5) * width / grid_size
-    ys = (np.arange(grid_size) + 0.5) * height / grid_size
-    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
+def object_and_background_queries(
+    mask: np.ndarray, grid_size: int, object_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """MotionStone's query points on the first sample, from its object ``mask`` (measuring size): up to
+    ``object_points`` spread over the mask and ``grid_size`` squared over the background (a grid alone puts few
+    points on a small object, or none on the background when a mask covers most of the frame). -> (``float32[N,
+    2]`` (x, y) processing px, ``bool[N]`` inside the mask). Points keep ``QUERY_EDGE_PX`` measuring px off the
+    mask's edge, where masks and flow are least sure, unless a side is too thin to leave any."""
+    inside = spread_over(cv2.erode(mask.astype(np.uint8), QUERY_EDGE_KERNEL).astype(bool), mask, object_points)
+    near_object = cv2.dilate(mask.astype(np.uint8), QUERY_EDGE_KERNEL).astype(bool)
+    outside = spread_over(~near_object, ~mask, grid_size**2)
+    return np.concatenate([inside, outside]), np.arange(len(inside) + len(outside)) < len(inside)
+
+
+def spread_over(region: np.ndarray, fallback: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` (x, y) processing px evenly spaced, in raster order, over the measuring pixels of ``region``
+    (of ``fallback`` where ``region`` is empty)."""
+    ys, xs = np.nonzero(region if region.any() else fallback)
+    chosen = np.unique(np.linspace(0, len(ys) - 1, min(count, len(ys))).round().astype(int))
+    return processing_pixel(np.stack([xs[chosen], ys[chosen]], axis=-1)).astype(np.float32).reshape(-1, 2)

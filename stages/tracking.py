@@ -1,5 +1,6 @@
-"""Tracking stage: a grid of points tracked through the samples, split into object and background
-tracks by the object mask of the first sample, and MotionStone's pseudo-labels computed from them.
+"""Tracking stage: MotionStone's pseudo-label chain. The object masks of the first sample (the decouple
+stage's: SAM2's with ``decouple.segmenter=sam2``, else the built-in motion regions) prompt the tracker with
+query points spread inside the masks and over the background; the pseudo-labels are computed from their tracks.
 
 For each step between consecutive samples, a homography fitted to the visible background tracks is
 the camera; the camera's mean displacement of the grid is camera motion, and an object track's
@@ -17,8 +18,7 @@ import cv2
 import numpy as np
 
 from stages.base import ClipRecord, Resources, Stage
-from stages.measuring_size import measuring_pixel
-from stages.trackers import CoTracker, FlowChainTracker, Tracker, grid_queries
+from stages.trackers import CoTracker, FlowChainTracker, Tracker, object_and_background_queries
 
 TRACKERS = ("auto", "none", "flow_chain", "cotracker")
 MIN_BACKGROUND_TRACKS = 8
@@ -29,12 +29,14 @@ class TrackingConfig:
     """tracker: 'auto' (flow_chain when the conditions build dense tracks anyway, else none: tracking alone
     would cost the chained flow) | 'none' | 'flow_chain' (built in, reads the dense tracks) | 'cotracker'
     (optional, local weights).
-    grid_size: G, for G x G query points. cotracker_checkpoint, cotracker_repo: CoTracker's local weights
+    grid_size: G, for G x G background query points, spread evenly off the object masks.
+    object_points: query points spread over the object masks of the first sample. cotracker_checkpoint, cotracker_repo: CoTracker's local weights
     and, without the cotracker package, a local torch.hub repo dir. device: 'cpu' | 'cuda' for CoTracker.
     """
 
     tracker: str = "auto"
     grid_size: int = 16
+    object_points: int = 64
     cotracker_checkpoint: str = ""
     cotracker_repo: str = ""
     device: str = "cpu"
@@ -42,8 +44,11 @@ class TrackingConfig:
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise ValueError(f"tracking.tracker {self.tracker!r} unknown; choose one of {TRACKERS}")
-        if self.grid_size < 3:
-            raise ValueError(f"tracking.grid_size must be >= 3, got {self.grid_size}")
+        if self.grid_size < 3 or self.object_points < 1:
+            raise ValueError(
+                f"tracking.grid_size must be >= 3 and tracking.object_points >= 1, got {self.grid_size} and "
+                f"{self.object_points}"
+            )
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"tracking.device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -60,7 +65,7 @@ class TrackingConfig:
 
 
 def step_speeds(tracks: np.ndarray, visible: np.ndarray, is_object: np.ndarray, times: np.ndarray):
-    """Per step between samples: (camera speed over the grid, list of object track speeds), px/s."""
+    """Per step between samples: (camera speed over the background grid, list of object track speeds), px/s."""
     camera, objects = [], []
     for step in range(1, tracks.shape[1]):
         both = visible[:, step - 1] & visible[:, step]
@@ -73,7 +78,8 @@ def step_speeds(tracks: np.ndarray, visible: np.ndarray, is_object: np.ndarray, 
             continue
         dt = times[step] - times[step - 1]
         predicted = cv2.perspectiveTransform(tracks[:, step - 1][None].astype(np.float64), homography)[0]
-        camera.append(np.linalg.norm(predicted - tracks[:, step - 1], axis=-1).mean() / dt)
+        grid = ~is_object  # spread evenly over the background, unlike the object points
+        camera.append(np.linalg.norm(predicted[grid] - tracks[grid, step - 1], axis=-1).mean() / dt)
         movers = both & is_object
         objects.append(np.linalg.norm(tracks[movers, step] - predicted[movers], axis=-1) / dt)
     return camera, objects
@@ -96,11 +102,10 @@ class TrackingStage(Stage):
 
     def process_clip(self, clip: ClipRecord) -> None:
         width, height = clip.video.size
-        queries = grid_queries(width, height, self.config.grid_size)
+        queries, is_object = object_and_background_queries(
+            clip.object_masks[0], self.config.grid_size, self.config.object_points
+        )
         tracks = self.tracker.track(clip, queries)
-        rows = np.clip(queries[:, 1].astype(int), 0, height - 1)
-        cols = np.clip(queries[:, 0].astype(int), 0, width - 1)
-        is_object = clip.object_masks[0][measuring_pixel(rows), measuring_pixel(cols)]
         times = clip.video.times_s[clip.video.samples]
         camera, objects = step_speeds(tracks.positions, tracks.visibility, is_object, times)
         per_px = 100.0 / math.hypot(width, height)  # px/s -> %diag/s

@@ -56,6 +56,23 @@ def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
     assert straight["version"] == resumed["version"]
 
 
+def test_track_pseudo_labels_are_training_targets_when_a_tracker_ran(clip_set, tmp_path):
+    data, root = clip_set
+    shards = resolve_shards([str(root / "shards")])
+    with pytest.raises(ValueError, match="tracking.tracker=flow_chain"):  # this run had no tracker
+        load_clip_set(shards, root / "out", CPU_CONFIG, label_source="track")
+    config = build_config(overrides=["conditions.include=none", "tracking.tracker=flow_chain"])
+    annotate(shards, tmp_path / "out", config, SilentProgress(), local=True)
+    tracked = load_clip_set(shards, tmp_path / "out", CPU_CONFIG, label_source="track")
+    rows = {row["key"]: row for row in pq.read_table(tmp_path / "out" / "metadata").to_pylist()}
+    assert tracked.keys == data.keys and tracked.label_source == "track"
+    for head, column in (("object", "object_track_motion"), ("camera", "camera_track_motion")):
+        assert tracked.labels[head].tolist() == pytest.approx([rows[key][column] for key in tracked.keys])
+    assert not np.allclose(tracked.labels["object"], data.labels["object"])  # not the flow labels again
+    train_estimator(tracked, tmp_path / "ckpt", TrainConfig(steps=1, batch_pairs=2))
+    assert load_checkpoint(tmp_path / "ckpt")[1]["labels"] == "track"
+
+
 def test_evaluation_reports_accuracy_beside_the_baselines(clip_set, tmp_path):
     data, _ = clip_set
     train_estimator(data, tmp_path / "ckpt", TrainConfig(steps=2, batch_pairs=2))
