@@ -235,7 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("out", metavar="OUT", help="output directory of an annotate run")
     select.add_argument("--where", required=True, help="e.g. \"object_score >= 6 and camera_type == 'static'\"")
     select.add_argument("--to", required=True, metavar="TO", help="destination folder or URL (as OUT)")
-    select.add_argument("--shards", action="store_true", help="also write WebDataset shards of the selected clips")
+    select.add_argument(
+        "--shards",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="also write WebDataset shards of the selected clips (with KEY.motion.json, the clip's row); DIR: read "
+        "the input shards from this folder by name, when they moved since annotation",
+    )
+    select.add_argument(
+        "--maxcount", type=int, default=0, help="with --shards: reshard into shards of this many clips (default: one "
+        "output shard per input shard, same names)"
+    )
     select.add_argument("--overwrite", action="store_true", help="replace an earlier selection in TO")
 
     report = commands.add_parser(
@@ -434,14 +445,18 @@ def run_filter(args: argparse.Namespace) -> int:
     from pipeline.dataset_filter import FilterTargetError, filter_run
     from pipeline.filter_expression import ExpressionError
 
-    with tqdm(unit="shard", desc="filter", disable=not args.shards, file=sys.stderr) as bar:
+    write_shards = args.shards is not None
+    with tqdm(unit="shard", desc="filter", disable=not write_shards, file=sys.stderr) as bar:
         try:
-            result = filter_run(args.out, args.where, args.to, args.shards, args.overwrite, lambda _: bar.update())
-        except (ExpressionError, FilterTargetError, FileNotFoundError, NotADirectoryError) as error:
+            result = filter_run(
+                args.out, args.where, args.to, write_shards, args.overwrite, lambda _: bar.update(), args.shards or "",
+                args.maxcount,
+            )  # fmt: skip
+        except (ExpressionError, FilterTargetError, FileNotFoundError, NotADirectoryError, ValueError) as error:
             print(f"motionpipe filter: {error}", file=sys.stderr)
             return EXIT_USAGE
     print(f"selected {result.rows_selected} of {result.rows_in} rows ({result.ok_selected} ok) -> {args.to}")
-    if args.shards:
+    if write_shards:
         shards = len(result.shards_written)
         print(f"wrote {result.clips_written} clips in {shards} shard(s) to {args.to.rstrip('/')}/shards")
         if result.clips_written < result.ok_selected:

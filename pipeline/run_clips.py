@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.run_outputs import RunLayout
 from pipeline.shard_reader import shard_name
+from pipeline.shard_sources import relocated
 from pipeline.tar_index import TarIndex
 from stages.base import ClipRecord
 from stages.decode import DecodeConfig, DecodeStage
@@ -30,7 +31,7 @@ class RunClips:
         self._decode: DecodeStage | None = None
 
     def video_location(self, shard: str) -> str:
-        return str(Path(self.shards) / f"{shard_name(shard)}.tar") if self.shards else shard
+        return relocated(shard, self.shards)
 
     def read(self, location: str, key: str) -> dict[str, bytes]:
         """Extension -> bytes of the sample ``key`` in the tar at ``location``."""

@@ -104,12 +104,26 @@ class RunStorage:
             return f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         return scratch_file()
 
+    def local_staging_folder(self) -> str | None:
+        """Where to stage many files before ``commit``: the root itself on a local disk (committing is then a
+        rename), the system's temporary folder (None) elsewhere."""
+        if self.filesystem.type_name != "local":
+            return None
+        os.makedirs(self.root, exist_ok=True)
+        return self.root
+
+    def names(self) -> list[str]:
+        """Names of the files and folders directly under the root, hidden ones too."""
+        selector = fs.FileSelector(self.root, allow_not_found=True)
+        return sorted(info.base_name for info in self.filesystem.get_file_info(selector))
+
     def commit(self, staging: str, relative: str) -> None:
         """Make the finished staging file visible at ``relative``, whole."""
         target = self.full(relative)
         if self.filesystem.type_name == "local":
             with open(staging, "rb") as handle:
                 os.fsync(handle.fileno())
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(staging, target)
             return
         folder, _, name = target.rpartition("/")

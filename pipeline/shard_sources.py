@@ -27,6 +27,23 @@ def open_shard(location: str) -> BinaryIO:
     return filesystem.open_input_file(path)
 
 
+def shard_exists(location: str) -> bool:
+    """Whether the shard file is there (a local path or a URL)."""
+    if not is_url(location):
+        return os.path.isfile(location)
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(location)
+    return filesystem.get_file_info(path).type == fs.FileType.File
+
+
+def relocated(location: str, folder: str) -> str:
+    """Where a shard is after a move into ``folder`` (a path or URL), under the same name; itself without one."""
+    if not folder:
+        return location
+    return f"{folder.rstrip('/')}/{location.rstrip('/').rsplit('/', 1)[-1]}"
+
+
 def list_shards(location: str) -> list[str]:
     """The shard files a location names: a directory's ``*.tar``, a glob's matches, or the file itself."""
     return _list_url(location) if is_url(location) else _list_local(location)

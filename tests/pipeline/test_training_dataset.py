@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from pipeline.annotate import annotate
 from pipeline.config import build_config
-from pipeline.dataset_filter import filter_run
+from pipeline.dataset_filter import NullColumnError, filter_run
 from pipeline.shard_reader import resolve_shards
 from pipeline.shard_runner import SilentProgress
 from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
@@ -93,7 +93,8 @@ def test_clear_errors_for_runs_it_cannot_train_on(annotated_run, tmp_path):
         annotate(shard, tmp_path / "stats", build_config(), SilentProgress(), local=True)
         MotionTrainingDataset(TrainingDataConfig(run=str(tmp_path / "stats"), score_columns=PSEUDO_LABELS))
     assert len(MotionTrainingDataset(data_config(annotated_run, where="flow_mean > 1000"))) == 0
-    assert len(MotionTrainingDataset(TrainingDataConfig(run=str(annotated_run / "out")))) == 0  # no estimator scores
+    with pytest.raises(NullColumnError, match="object_score is null in every row.*--estimator"):  # no estimator ran
+        MotionTrainingDataset(TrainingDataConfig(run=str(annotated_run / "out")))
     with pytest.raises(ValueError, match="latent_temporal=4"):
         MotionTrainingDataset(data_config(annotated_run, latent_temporal=2))
 
