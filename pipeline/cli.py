@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from pipeline import __version__
 
 EXIT_OK, EXIT_SHARDS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
 
 
 class TqdmProgress:
@@ -525,9 +527,31 @@ COMMANDS = {
 }
 
 
+def interrupted_note(args: argparse.Namespace) -> str:
+    """What an interrupted command finished, and how to go on (one line for Ctrl-C)."""
+    if args.command == "annotate":
+        from pipeline.run_storage import RunStorage
+
+        finished = len(RunStorage.at(args.out).list("metadata", ".parquet"))
+        return f"{finished} shard(s) finished in {args.out}; rerun the same command to resume (they are skipped)"
+    if args.command == "train-estimator":
+        meta = Path(args.out) / "estimator.json"
+        saved = f"checkpoint of step {json.loads(meta.read_text())['step']}" if meta.is_file() else "no checkpoint yet"
+        return f"{saved} in {args.out}; rerun with --resume to continue"
+    if args.command == "filter":
+        return f"{args.to} may hold part of the selection; rerun with --overwrite"
+    if args.command == "train-diffusion":
+        return f"the checkpoints saved so far are in {args.out}; training does not resume: rerun to start over"
+    return "nothing to resume: rerun the same command"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"\nmotionpipe {args.command}: interrupted; {interrupted_note(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

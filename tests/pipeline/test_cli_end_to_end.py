@@ -243,3 +243,37 @@ def test_more_workers_than_the_cluster_holds_run_on_those_that_fit(corpus, tmp_p
     assert done.returncode == 0, done.stderr  # 3 workers asked of 2 CPUs: the third waits for room, never blocks
     assert "3 shard(s): 3 annotated, 0 failed" in done.stdout
     assert len(rows_by_key(tmp_path / "out")) == 12
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from conftest import MOTIONPIPE
+
+    from pipeline.sample_data import SampleSpec, write_sample_data
+
+    write_sample_data(tmp_path / "data", shards=4, clips_per_shard=4, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5))
+    command = [MOTIONPIPE, "annotate", str(tmp_path / "data" / "shards"), str(tmp_path / "out")]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metadata = tmp_path / "out" / "metadata"
+    deadline = time.monotonic() + 240
+    while not (metadata.is_dir() and any(metadata.glob("*.parquet"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    running.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    said = re.fullmatch(
+        rf"motionpipe annotate: interrupted; (\d) shard\(s\) finished in {re.escape(str(tmp_path / 'out'))}; "
+        r"rerun the same command to resume \(they are skipped\)",
+        last,
+    )
+    assert said and 1 <= int(said[1]) <= len(list(metadata.glob("*.parquet"))), last  # a worker may finish one more
+    done = motionpipe(*command[1:])
+    assert done.returncode == 0, done.stderr
+    assert len(rows_by_key(tmp_path / "out")) == 16  # every clip once
