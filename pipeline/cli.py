@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="IN",
-        help="shard .tar files, directories of them, or globs; local paths or URLs (file://, s3://, gs://)",
+        help="shard .tar files, directories of them, globs or brace ranges (shards-{000000..000009}.tar); local "
+        "paths, URLs (file://, s3://, gs://, https://, hf://) or pipe:COMMAND; or a folder of video files, "
+        "packed first into OUT/packed/",
     )
     annotate.add_argument("out", metavar="OUT", help="output directory")
     annotate.add_argument("--config", metavar="FILE", help="YAML or TOML config (sections: see README, Config)")
@@ -155,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument(
         "--overwrite", action="store_true", help="allow a config different from OUT's earlier run; redoes its shards"
     )
+
+    pack = commands.add_parser(
+        "pack",
+        help="pack a folder of videos into WebDataset shards",
+        description="Write the video files under VIDEOS_DIR (any depth, sorted) as WebDataset shards in SHARDS_DIR: "
+        "one sample a video, keyed by its path without the extension, with the files beside it sharing its stem "
+        "(captions: clip.txt, clip.json) as its other members. annotate also takes such a folder directly.",
+    )
+    pack.add_argument("videos", metavar="VIDEOS_DIR", help="folder of video files")
+    pack.add_argument("shards", metavar="SHARDS_DIR", help="destination folder (must hold no shards yet)")
+    pack.add_argument("--maxcount", type=int, default=1000, help="videos per shard (default 1000)")
 
     sample = commands.add_parser(
         "sample-data",
@@ -308,8 +321,11 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run_annotate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from pipeline.annotate import ConfigMismatchError, annotate
     from pipeline.config import build_config
+    from pipeline.pack import packed_inputs
     from pipeline.ray_executor import InsufficientResourcesError
     from pipeline.run_storage import RunStorage
     from pipeline.shard_reader import resolve_shards
@@ -317,7 +333,9 @@ def run_annotate(args: argparse.Namespace) -> int:
 
     try:
         config = build_config(args.config, cli_overrides(args))
-        shard_paths = resolve_shards(args.inputs)
+        with tqdm(desc="pack", unit="video", file=sys.stderr, delay=1) as bar:  # folders of videos, not shards
+            inputs = packed_inputs(args.inputs, args.out, on_video=bar.update)
+        shard_paths = resolve_shards(inputs)
         RunStorage.at(args.out).require_folder()  # an unknown scheme, unreachable store or a file fails here
     except (ValueError, OSError) as error:
         print(f"motionpipe annotate: {error}", file=sys.stderr)
@@ -344,6 +362,21 @@ def run_annotate(args: argparse.Namespace) -> int:
     for failed in result.failed:
         print(f"shard failed: {failed.name}: {failed.message}", file=sys.stderr)
     return EXIT_SHARDS_FAILED if result.failed else EXIT_OK
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.pack import pack_videos
+
+    try:
+        with tqdm(desc="pack", unit="video", file=sys.stderr) as bar:
+            shards = pack_videos(args.videos, args.shards, args.maxcount, on_video=bar.update)
+    except (ValueError, OSError) as error:
+        print(f"motionpipe pack: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {bar.n} videos in {len(shards)} shard(s) to {args.shards}")
+    return EXIT_OK
 
 
 def run_sample_data(args: argparse.Namespace) -> int:
@@ -521,6 +554,7 @@ COMMANDS = {
     "train-diffusion": run_train_diffusion,
     "filter": run_filter,
     "sample-data": run_sample_data,
+    "pack": run_pack,
     "inspect": run_inspect,
     "train-estimator": run_train_estimator,
     "eval-estimator": run_eval_estimator,

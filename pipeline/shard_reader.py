@@ -7,12 +7,13 @@ Names that are not UTF-8 get their stray bytes escaped (``\\xff``).
 
 from __future__ import annotations
 
-import os
+import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from pipeline.shard_sources import list_shards, open_shard
+from pipeline.shard_sources import file_name, list_shards, open_shard
 
 
 class ShardReadError(Exception):
@@ -43,10 +44,15 @@ def printable_name(name: str) -> str:
 
 
 def iter_samples(path: str) -> Iterator[Sample]:
-    """Yield the shard's samples in tar order; a tar-level fault raises ShardReadError."""
+    """Yield the shard's samples in tar order, reading it once from start to end (so pipes and HTTP streams
+    work); a tar-level fault raises ShardReadError."""
     current: Sample | None = None
     try:
-        with open_shard(path) as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
+        with (
+            open_shard(path) as raw,
+            TailKeepingReader(raw) as stream,
+            tarfile.open(fileobj=stream, mode="r|*") as archive,
+        ):
             for member in archive:
                 if not member.isfile():
                     continue
@@ -61,8 +67,8 @@ def iter_samples(path: str) -> Iterator[Sample]:
                 current.payloads[extension] = handle.read() if handle is not None else b""
                 current.member_names[extension] = name
             end_offset = archive.offset
-        if not _ends_with_end_marker(path, end_offset):
-            raise ShardReadError(f"shard {path} is truncated: no end-of-archive marker after byte {end_offset}")
+            if not stream.ends_with_end_marker(end_offset):
+                raise ShardReadError(f"shard {path} is truncated: no end-of-archive marker after byte {end_offset}")
     except (tarfile.TarError, OSError, EOFError) as error:
         raise ShardReadError(f"cannot read shard {path}: {type(error).__name__}: {error}") from error
     if current is not None:
@@ -71,19 +77,44 @@ def iter_samples(path: str) -> Iterator[Sample]:
 
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 TAR_BLOCK = 512
+KEPT_TAIL = 1 << 20  # bytes kept of the stream's end: tarfile reads ahead of its offset by at most 10 KiB
 
 
-def _ends_with_end_marker(path: str, offset: int) -> bool:
-    """A plain tar ends in zero blocks; Python's tarfile silently stops at a cut header instead.
+class TailKeepingReader(io.RawIOBase):
+    """A read-once stream that remembers its first bytes and its last ``KEPT_TAIL``, so the end-of-archive check
+    needs no seeking."""
 
-    Compressed tars are trusted to their codec's own checks.
-    """
-    with open_shard(path) as handle:
-        if handle.read(6).startswith(COMPRESSED_MAGIC):
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.head = b""
+        self.tail = bytearray()
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        if len(self.head) < 8:
+            self.head += data[: 8 - len(self.head)]
+        self.tail += data
+        del self.tail[: max(0, len(self.tail) - KEPT_TAIL)]
+        self.total += count
+        return count
+
+    def ends_with_end_marker(self, offset: int) -> bool:
+        """A plain tar ends in zero blocks; Python's tarfile silently stops at a cut header instead. Compressed
+        tars are trusted to their codec's own checks; so is a stream that goes on for longer than is kept."""
+        if self.head.startswith(COMPRESSED_MAGIC):
             return True
-        handle.seek(offset)
-        block = handle.read(TAR_BLOCK)
-    return len(block) == TAR_BLOCK and not any(block)
+        while self.read(1 << 16):  # the rest: the end blocks and the record's padding
+            pass
+        start = offset - (self.total - len(self.tail))
+        if start < 0:
+            return True
+        return len(self.tail) >= start + TAR_BLOCK and not any(self.tail[start : start + TAR_BLOCK])
 
 
 def resolve_shards(inputs: list[str]) -> list[str]:
@@ -99,5 +130,5 @@ def resolve_shards(inputs: list[str]) -> list[str]:
 
 def shard_name(path: str) -> str:
     """Output name of a shard: its file name without ``.tar``."""
-    base = os.path.basename(path)
+    base = file_name(path)
     return base[: -len(".tar")] if base.endswith(".tar") else base

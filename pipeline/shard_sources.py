@@ -1,52 +1,138 @@
-"""Where input shards live: local paths, or URLs of any filesystem pyarrow knows (``file://``, ``s3://``,
-``gs://``, ``hdfs://``), listed and opened the same way, so a cluster reads shards straight from an
-object store without staging them on local disk."""
+"""Where input shards live, named as WebDataset users name them: local paths and globs; brace ranges
+(``shards-{000000..000009}.tar``); URLs of any filesystem pyarrow knows (``file://``, ``s3://``, ``gs://``,
+``hdfs://``), read with random access straight from the object store; URLs of the other filesystems fsspec
+knows (``https://``, ``hf://``, ...), streamed; and ``pipe:COMMAND``, the command's standard output."""
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import io
 import os
+import shlex
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from braceexpand import braceexpand
+
 GLOB_CHARACTERS = "*?["
+PIPE = "pipe:"
+PYARROW_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs")
+
+
+def is_pipe(location: str) -> bool:
+    return location.startswith(PIPE)
 
 
 def is_url(location: str) -> bool:
-    return "://" in location
+    return "://" in location and not is_pipe(location)
+
+
+def uses_pyarrow(location: str) -> bool:
+    return location.split("://", 1)[0] in PYARROW_SCHEMES
+
+
+def random_access(location: str) -> bool:
+    """Whether ``open_shard`` gives a seekable stream (local paths and pyarrow URLs), not a read-once one."""
+    return not is_pipe(location) and (not is_url(location) or uses_pyarrow(location))
 
 
 def open_shard(location: str) -> BinaryIO:
-    """A seekable binary stream of the shard (random access: the end-of-archive check seeks)."""
+    """A binary stream of the shard: seekable for local paths and pyarrow URLs, read-once for the others."""
+    if is_pipe(location):
+        return PipeStream(location[len(PIPE) :])
     if not is_url(location):
         return open(location, "rb")
-    from pyarrow import fs
+    if uses_pyarrow(location):
+        from pyarrow import fs
 
-    filesystem, path = fs.FileSystem.from_uri(location)
-    return filesystem.open_input_file(path)
+        filesystem, path = fs.FileSystem.from_uri(location)
+        return filesystem.open_input_file(path)
+    filesystem, path = fsspec_filesystem(location)
+    return filesystem.open(path, "rb", block_size=0)  # block size 0: one streamed request, no ranges
+
+
+def fsspec_filesystem(location: str):
+    """(fsspec filesystem, path) for a URL; a missing optional package is a clear error."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as error:
+        raise FileNotFoundError(f"cannot read {location}: {error}") from None
+
+
+class PipeStream(io.RawIOBase):
+    """The standard output of a shell command (webdataset's ``pipe:``); closing it waits for the command, and a
+    command that failed is an error with the end of what it wrote to standard error."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=self.errors)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.process.stdout.readinto(buffer)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.process.stdout.close()
+        status = self.process.wait()
+        self.errors.seek(0)
+        said = self.errors.read()[-300:].decode(errors="replace").strip()
+        self.errors.close()
+        super().close()
+        if status != 0:
+            raise OSError(f"pipe command {self.command!r} exited with status {status}: {said}")
 
 
 def shard_exists(location: str) -> bool:
-    """Whether the shard file is there (a local path or a URL)."""
+    """Whether the shard file is there (a local path or a URL; a pipe is taken on trust)."""
+    if is_pipe(location):
+        return True
     if not is_url(location):
         return os.path.isfile(location)
+    if not uses_pyarrow(location):
+        filesystem, path = fsspec_filesystem(location)
+        return filesystem.isfile(path)
     from pyarrow import fs
 
     filesystem, path = fs.FileSystem.from_uri(location)
     return filesystem.get_file_info(path).type == fs.FileType.File
 
 
+def file_name(location: str) -> str:
+    """The shard's file name: the last path part of a path or URL (without a query), of a pipe the last
+    ``.tar`` word of its command (``pipe:curl -s https://host/a-000001.tar`` -> ``a-000001.tar``)."""
+    if is_pipe(location):
+        words = [word for word in shlex.split(location[len(PIPE) :]) if ".tar" in word]
+        location = words[-1] if words else location[len(PIPE) :]
+    return location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
 def relocated(location: str, folder: str) -> str:
     """Where a shard is after a move into ``folder`` (a path or URL), under the same name; itself without one."""
-    if not folder:
-        return location
-    return f"{folder.rstrip('/')}/{location.rstrip('/').rsplit('/', 1)[-1]}"
+    return f"{folder.rstrip('/')}/{file_name(location)}" if folder else location
 
 
 def list_shards(location: str) -> list[str]:
-    """The shard files a location names: a directory's ``*.tar``, a glob's matches, or the file itself."""
-    return _list_url(location) if is_url(location) else _list_local(location)
+    """The shard files a location names: brace ranges expanded, then a directory's ``*.tar``, a glob's matches,
+    or the file itself; a pipe is itself."""
+    if is_pipe(location):
+        return [location]
+    return [shard for expanded in braceexpand(location) for shard in _list_one(expanded)]
+
+
+def _list_one(location: str) -> list[str]:
+    if not is_url(location):
+        return _list_local(location)
+    return _list_url(location) if uses_pyarrow(location) else _list_fsspec(location)
 
 
 def _list_local(location: str) -> list[str]:
@@ -65,6 +151,17 @@ def _list_local(location: str) -> list[str]:
     return [os.path.abspath(p) for p in found]
 
 
+def _list_fsspec(location: str) -> list[str]:
+    """A glob (where the filesystem can list, as hf:// can) or one file (https:// lists nothing)."""
+    filesystem, path = fsspec_filesystem(location)
+    if any(char in path for char in GLOB_CHARACTERS):
+        found = sorted(filesystem.glob(path))
+        if not found:
+            raise FileNotFoundError(f"{location} matches no files")
+        return [filesystem.unstrip_protocol(name) for name in found]
+    if not filesystem.isfile(path):
+        raise FileNotFoundError(f"input {location} does not exist")
+    return [location]
 def _list_url(location: str) -> list[str]:
     from pyarrow import fs
 
