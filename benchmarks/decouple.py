@@ -81,7 +81,7 @@ INVARIANCE = {"frame rate": ("clean", "fps12", "fps30", "fps60"), "resolution": 
 
 def base_scene(camera: str, objects: str, rng: np.random.Generator):
     """One scene of the base set; objects keep on screen except a crossing one, which enters or leaves."""
-    from pipeline.synthetic_video import Scene
+    from motionpipe.pipeline.synthetic_video import Scene
 
     sign = float(rng.choice((-1.0, 1.0)))
     pan, zoom = (0.0, 0.0), 0.0
@@ -96,7 +96,7 @@ def base_scene(camera: str, objects: str, rng: np.random.Generator):
 
 def parallax_scene(camera: str, objects: str, rng: np.random.Generator):
     """A translating camera over a background plane and two nearer still layers (depths 0.6-0.8, 0.35-0.5)."""
-    from pipeline.synthetic_video import DepthLayer, Scene
+    from motionpipe.pipeline.synthetic_video import DepthLayer, Scene
 
     speed = rng.uniform(*SPEEDS["pan_medium" if camera == "pan_medium" else "pan_slow"])
     direction = {"pan_slow": (1.0, 0.0), "pan_medium": (1.0, 0.0), "tilt": (0.0, 1.0), "diagonal": (0.6, 0.8)}[camera]
@@ -112,7 +112,7 @@ def parallax_scene(camera: str, objects: str, rng: np.random.Generator):
 def scene_objects(kind: str, pan: tuple[float, float], rng: np.random.Generator) -> tuple:
     """Objects at random headings whose on-screen paths are centred in the frame (two side by side);
     ``crossing``: one fast object whose centre crosses the frame's edge mid-window, entering or leaving."""
-    from pipeline.synthetic_video import SceneObject
+    from motionpipe.pipeline.synthetic_video import SceneObject
 
     ranges = {"none": [], "slow": ["slow"], "fast": ["fast"], "two": ["slow", "fast"], "crossing": ["fast"]}[kind]
     placed = []
@@ -146,8 +146,8 @@ def scene_sets(seed: int) -> dict[str, list[tuple[str, object]]]:
 
 def ground_truth(scene, renderer, width: int, height: int) -> dict:
     """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the median-area object's speed."""
-    from pipeline.sample_data import SampleSpec
-    from pipeline.sample_data import ground_truth as flat_ground_truth
+    from motionpipe.pipeline.sample_data import SampleSpec
+    from motionpipe.pipeline.sample_data import ground_truth as flat_ground_truth
 
     truth = flat_ground_truth(scene, SampleSpec(width, height, BASE_FPS, SECONDS), WINDOW_S)
     translation = math.hypot(*scene.pan) * renderer.mean_inverse_depth(WINDOW_S / 2)
@@ -159,8 +159,8 @@ def render_clip(job: tuple[Path, str, Condition, object, int]) -> dict:
     """Render, degrade and encode one clip into the cache -> its truth row."""
     import cv2
 
-    from pipeline.synthetic_video import SceneRenderer
-    from pipeline.video_encoding import encode_video
+    from motionpipe.pipeline.synthetic_video import SceneRenderer
+    from motionpipe.pipeline.video_encoding import encode_video
 
     path, name, condition, scene, seed = job
     width, height = condition.size
@@ -201,9 +201,9 @@ def prepare_cache(cache: Path, seed: int) -> list[dict]:
 
 def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str]) -> list[dict]:
     """Each cached clip through the annotate stages in this process -> truth rows with the measured fields."""
-    from pipeline.config import build_config
-    from pipeline.shard_runner import build_annotation_stages
-    from stages.base import ClipRecord
+    from motionpipe.pipeline.config import build_config
+    from motionpipe.pipeline.shard_runner import build_annotation_stages
+    from motionpipe.stages.base import ClipRecord
 
     stages = build_annotation_stages(build_config(overrides=["conditions.include=none", *overrides]))
     for stage in stages:

@@ -70,7 +70,7 @@ install() {
     tar -C "$site" -xJf "$ARCHIVE"
     pwd >"$site/motionpipe-checkout.pth"  # the checkout on every process's path, Ray's workers included
     write_command ray ray.scripts.scripts
-    write_command motionpipe pipeline.cli
+    write_command motionpipe motionpipe.pipeline.cli
     "$python" -c 'import av, decord, ray, webdataset; print("ray", ray.__version__, "av", av.__version__)'
 }
 

@@ -19,8 +19,15 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.synthetic_video import noise_texture
-from stages.flow_backends import DIS_PRESETS, DisFlow, FarnebackFlow, FlowBackend, MissingWeightsError, RaftFlow
+from motionpipe.pipeline.synthetic_video import noise_texture
+from motionpipe.stages.flow_backends import (
+    DIS_PRESETS,
+    DisFlow,
+    FarnebackFlow,
+    FlowBackend,
+    MissingWeightsError,
+    RaftFlow,
+)
 
 
 def pair_at(short_side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pyarrow import fs
 
-from pipeline.run_outputs import SHARD_DONE, RunLayout
-from pipeline.run_storage import RunStorage
-from schemas.metadata import rows_to_table
+from motionpipe.pipeline.run_outputs import SHARD_DONE, RunLayout
+from motionpipe.pipeline.run_storage import RunStorage
+from motionpipe.schemas.metadata import rows_to_table
 
 CONFIG_HASH = "h"
 

@@ -44,10 +44,10 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.config import build_config
-from pipeline.shard_reader import iter_samples, resolve_shards
-from stages.base import ClipRecord
-from stages.decode import DecodeStage
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.shard_reader import iter_samples, resolve_shards
+from motionpipe.stages.base import ClipRecord
+from motionpipe.stages.decode import DecodeStage
 
 PROCESS_START_S = 5.0  # for the decode processes to import and set up before the timed part
 REPEATS = 3

@@ -10,12 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.config import RunConfig
-from pipeline.run_outputs import SHARD_DONE, RunLayout
-from pipeline.shard_reader import shard_name
-from pipeline.shard_runner import Progress, RunIdentity, ShardSummary, annotate_in_process
-from schemas.metadata import SCHEMA_VERSION
+from motionpipe.pipeline import __version__
+from motionpipe.pipeline.config import RunConfig
+from motionpipe.pipeline.run_outputs import SHARD_DONE, RunLayout
+from motionpipe.pipeline.shard_reader import shard_name
+from motionpipe.pipeline.shard_runner import Progress, RunIdentity, ShardSummary, annotate_in_process
+from motionpipe.schemas.metadata import SCHEMA_VERSION
 
 RECORDED_PACKAGES = (
     "motionpipe", "numpy", "opencv-python-headless", "decord", "av", "pyarrow", "ray", "torch", "torchvision",
@@ -104,7 +104,7 @@ def annotate(
     elif local:
         summaries = annotate_in_process(todo, config, out_dir, identity, progress)
     else:
-        from pipeline.ray_executor import annotate_on_ray
+        from motionpipe.pipeline.ray_executor import annotate_on_ray
 
         summaries = annotate_on_ray(todo, config, out_dir, identity, progress, address=address)
     return AnnotateResult(shards=len(shard_paths), skipped=len(shard_paths) - len(todo), summaries=summaries)

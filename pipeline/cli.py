@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import __version__
+from motionpipe.pipeline import __version__
 
 EXIT_OK, EXIT_SHARDS_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
@@ -79,10 +79,10 @@ class TqdmProgress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import RunConfig
-    from stages.conditions import CONDITIONS
-    from stages.decouple import SEGMENTERS
-    from stages.flow import FLOW_BACKENDS
+    from motionpipe.pipeline.config import RunConfig
+    from motionpipe.stages.conditions import CONDITIONS
+    from motionpipe.stages.decouple import SEGMENTERS
+    from motionpipe.stages.flow import FLOW_BACKENDS
 
     parser = argparse.ArgumentParser(
         prog="motionpipe",
@@ -323,13 +323,13 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run_annotate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.annotate import ConfigMismatchError, annotate
-    from pipeline.config import build_config
-    from pipeline.pack import packed_inputs
-    from pipeline.ray_executor import InsufficientResourcesError
-    from pipeline.run_storage import RunStorage
-    from pipeline.shard_reader import resolve_shards
-    from stages.flow_backends import MissingWeightsError
+    from motionpipe.pipeline.annotate import ConfigMismatchError, annotate
+    from motionpipe.pipeline.config import build_config
+    from motionpipe.pipeline.pack import packed_inputs
+    from motionpipe.pipeline.ray_executor import InsufficientResourcesError
+    from motionpipe.pipeline.run_storage import RunStorage
+    from motionpipe.pipeline.shard_reader import resolve_shards
+    from motionpipe.stages.flow_backends import MissingWeightsError
 
     try:
         config = build_config(args.config, cli_overrides(args))
@@ -367,7 +367,7 @@ def run_annotate(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.pack import pack_videos
+    from motionpipe.pipeline.pack import pack_videos
 
     try:
         with tqdm(desc="pack", unit="video", file=sys.stderr) as bar:
@@ -380,7 +380,7 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_sample_data(args: argparse.Namespace) -> int:
-    from pipeline.sample_data import SampleSpec, write_sample_data
+    from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
 
     try:
         spec = SampleSpec(width=args.width, height=args.height, fps=args.fps, seconds=args.seconds)
@@ -393,7 +393,7 @@ def run_sample_data(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from pipeline.inspect_run import summarize_run
+    from motionpipe.pipeline.inspect_run import summarize_run
 
     try:
         print(summarize_run(args.out))
@@ -406,8 +406,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_train_estimator(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.estimator_data import load_clip_set
-    from pipeline.train_estimator import MODEL_SIZES, TrainConfig, train_estimator
+    from motionpipe.pipeline.estimator_data import load_clip_set
+    from motionpipe.pipeline.train_estimator import MODEL_SIZES, TrainConfig, train_estimator
 
     try:
         config = TrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, seed=args.seed, model=args.model)
@@ -418,7 +418,7 @@ def run_train_estimator(args: argparse.Namespace) -> int:
         if data.unlabelled:
             print(f"{data.unlabelled} ok clips have no {args.labels} pseudo-labels: left out", file=sys.stderr)
         if args.workers:
-            from pipeline.train_estimator_ray import train_estimator_on_ray
+            from motionpipe.pipeline.train_estimator_ray import train_estimator_on_ray
 
             print(f"training on {args.workers} Ray Train workers ...", file=sys.stderr)
             summary = train_estimator_on_ray(
@@ -447,11 +447,11 @@ def run_train_estimator(args: argparse.Namespace) -> int:
 def run_eval_estimator(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pipeline.estimator_data import HEADS, judged_pairs, load_clip_set, pseudo_label_pairs
-    from pipeline.estimator_eval import evaluate
-    from pipeline.inspect_run import read_metadata
-    from stages.estimator_io import load_checkpoint
-    from stages.flow_backends import MissingWeightsError
+    from motionpipe.pipeline.estimator_data import HEADS, judged_pairs, load_clip_set, pseudo_label_pairs
+    from motionpipe.pipeline.estimator_eval import evaluate
+    from motionpipe.pipeline.inspect_run import read_metadata
+    from motionpipe.stages.estimator_io import load_checkpoint
+    from motionpipe.stages.flow_backends import MissingWeightsError
 
     try:
         model, meta = load_checkpoint(args.estimator)
@@ -477,8 +477,8 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
 def run_filter(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.dataset_filter import FilterTargetError, filter_run
-    from pipeline.filter_expression import ExpressionError
+    from motionpipe.pipeline.dataset_filter import FilterTargetError, filter_run
+    from motionpipe.pipeline.filter_expression import ExpressionError
 
     write_shards = args.shards is not None
     with tqdm(unit="shard", desc="filter", disable=not write_shards, file=sys.stderr) as bar:
@@ -504,9 +504,9 @@ def run_filter(args: argparse.Namespace) -> int:
 def run_train_diffusion(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.filter_expression import ExpressionError
-    from pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion
-    from pipeline.training_dataset import TrainingDataConfig
+    from motionpipe.pipeline.filter_expression import ExpressionError
+    from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion
+    from motionpipe.pipeline.training_dataset import TrainingDataConfig
 
     try:
         width, height = (int(side) for side in args.size.lower().split("x"))
@@ -534,7 +534,7 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from pipeline.report import build_report
+    from motionpipe.pipeline.report import build_report
 
     if args.gallery < 0:
         print("motionpipe report: --gallery must be >= 0", file=sys.stderr)
@@ -564,7 +564,7 @@ COMMANDS = {
 def interrupted_note(args: argparse.Namespace) -> str:
     """What an interrupted command finished, and how to go on (one line for Ctrl-C)."""
     if args.command == "annotate":
-        from pipeline.run_storage import RunStorage
+        from motionpipe.pipeline.run_storage import RunStorage
 
         finished = len(RunStorage.at(args.out).list("metadata", ".parquet"))
         return f"{finished} shard(s) finished in {args.out}; rerun the same command to resume (they are skipped)"

@@ -10,20 +10,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-import tomllib
 import yaml
 
-from stages.conditions import ConditionsConfig
-from stages.decode import DecodeConfig
-from stages.decouple import DecoupleConfig
-from stages.flow import FlowConfig
-from stages.quality import QualityConfig
-from stages.scoring import ScoringConfig
-from stages.tracking import TrackingConfig
+from motionpipe.stages.conditions import ConditionsConfig
+from motionpipe.stages.decode import DecodeConfig
+from motionpipe.stages.decouple import DecoupleConfig
+from motionpipe.stages.flow import FlowConfig
+from motionpipe.stages.quality import QualityConfig
+from motionpipe.stages.scoring import ScoringConfig
+from motionpipe.stages.tracking import TrackingConfig
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.filter_expression import ExpressionError, columns_used, parse_selection
-from pipeline.run_outputs import RunLayout, json_text
-from pipeline.run_storage import RunStorage
-from pipeline.shard_reader import Sample, iter_samples, shard_name
-from pipeline.shard_sources import relocated, shard_exists
+from motionpipe.pipeline.filter_expression import ExpressionError, columns_used, parse_selection
+from motionpipe.pipeline.run_outputs import RunLayout, json_text
+from motionpipe.pipeline.run_storage import RunStorage
+from motionpipe.pipeline.shard_reader import Sample, iter_samples, shard_name
+from motionpipe.pipeline.shard_sources import relocated, shard_exists
 
 SELECTION_FILE = "selection.json"
 SHARDS_FOLDER = "shards"

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.config import build_config
-from pipeline.inspect_run import read_metadata
-from pipeline.shard_reader import iter_samples, resolve_shards
-from stages.base import ClipRecord
-from stages.decode import DecodeConfig, DecodeStage
-from stages.estimator_io import estimator_input
-from stages.estimator_model import EstimatorConfig
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.inspect_run import read_metadata
+from motionpipe.pipeline.shard_reader import iter_samples, resolve_shards
+from motionpipe.stages.base import ClipRecord
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
+from motionpipe.stages.estimator_io import estimator_input
+from motionpipe.stages.estimator_model import EstimatorConfig
 
 HEADS = ("object", "camera")
 # pseudo-label columns per source: the flow-based decoupling (every run), or MotionStone's tracks (runs with a tracker)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.estimator_data import HEADS, ClipSet, Pairs
-from stages.estimator_model import MotionEstimator, flip_averaged_scores
+from motionpipe.pipeline.estimator_data import HEADS, ClipSet, Pairs
+from motionpipe.stages.estimator_model import MotionEstimator, flip_averaged_scores
 
 
 def predict(model: MotionEstimator, inputs: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.run_outputs import SHARD_DONE, RunLayout
-from schemas.metadata import COLUMNS
+from motionpipe.pipeline.run_outputs import SHARD_DONE, RunLayout
+from motionpipe.schemas.metadata import COLUMNS
 
 STAT_COLUMNS = (
     "flow_mean",

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.fault_injection import inject_pass_fault
-from stages.decouple import DecoupleConfig
-from stages.flow import FlowCall, FlowConfig
-from stages.flow_backends import FlowBackend
-from stages.scoring import ScoringConfig, load_scorer
-from stages.segmenters import Sam2Segmenter
+from motionpipe.pipeline.fault_injection import inject_pass_fault
+from motionpipe.stages.decouple import DecoupleConfig
+from motionpipe.stages.flow import FlowCall, FlowConfig
+from motionpipe.stages.flow_backends import FlowBackend
+from motionpipe.stages.scoring import ScoringConfig, load_scorer
+from motionpipe.stages.segmenters import Sam2Segmenter
 
 
 @dataclass(eq=False)  # requests are distinct callers, never compared by their arrays

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from stages.decode import VIDEO_EXTENSIONS
+from motionpipe.stages.decode import VIDEO_EXTENSIONS
 
 PACKED_FOLDER = "packed"  # annotate OUT/packed/NAME: the shards of an input folder of videos
 PACKED_MARKER = ".packed"  # written once a folder's packing is complete

@@ -18,13 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.clip_attempts import AttemptsBook
-from pipeline.config import RunConfig
-from pipeline.model_service import ServedFlow
-from pipeline.run_outputs import SHARD_FAILED, RunLayout
-from pipeline.server_groups import ServerGroups
-from pipeline.shard_reader import shard_name
-from pipeline.shard_runner import (
+from motionpipe.pipeline.clip_attempts import AttemptsBook
+from motionpipe.pipeline.config import RunConfig
+from motionpipe.pipeline.model_service import ServedFlow
+from motionpipe.pipeline.run_outputs import SHARD_FAILED, RunLayout
+from motionpipe.pipeline.server_groups import ServerGroups
+from motionpipe.pipeline.shard_reader import shard_name
+from motionpipe.pipeline.shard_runner import (
     Progress,
     RunIdentity,
     ShardAnnotator,
@@ -33,10 +33,10 @@ from pipeline.shard_runner import (
     manifest_entry,
     worker_resources,
 )
-from stages.base import Resources, Stage, WorkerFault
-from stages.decouple import DecoupleStage
-from stages.flow import FlowStage
-from stages.scoring import ScoringStage
+from motionpipe.stages.base import Resources, Stage, WorkerFault
+from motionpipe.stages.decouple import DecoupleStage
+from motionpipe.stages.flow import FlowStage
+from motionpipe.stages.scoring import ScoringStage
 
 POLL_INTERVAL_S = 0.25
 GPU_POLL_S = 1.0  # how often a run that waits for a GPU node looks again

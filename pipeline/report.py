@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.inspect_run import read_metadata
-from pipeline.report_images import animated_gif, bar_chart, histogram, overlay_frames
-from pipeline.run_clips import RunClips
-from pipeline.run_outputs import SHARD_DONE, RunLayout
-from schemas.metadata import COLUMNS
+from motionpipe.pipeline.inspect_run import read_metadata
+from motionpipe.pipeline.report_images import animated_gif, bar_chart, histogram, overlay_frames
+from motionpipe.pipeline.run_clips import RunClips
+from motionpipe.pipeline.run_outputs import SHARD_DONE, RunLayout
+from motionpipe.schemas.metadata import COLUMNS
 
 HISTOGRAM_COLUMNS = (
     "object_score",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.run_outputs import RunLayout
-from pipeline.shard_reader import shard_name
-from pipeline.shard_sources import relocated
-from pipeline.tar_index import TarIndex
-from stages.base import ClipRecord
-from stages.decode import DecodeConfig, DecodeStage
+from motionpipe.pipeline.run_outputs import RunLayout
+from motionpipe.pipeline.shard_reader import shard_name
+from motionpipe.pipeline.shard_sources import relocated
+from motionpipe.pipeline.tar_index import TarIndex
+from motionpipe.stages.base import ClipRecord
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
 
 
 class RunClips:

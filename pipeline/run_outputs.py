@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.run_storage import RunStorage
+from motionpipe.pipeline.run_storage import RunStorage
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyarrow import fs
 
-from pipeline.shard_sources import is_url
+from motionpipe.pipeline.shard_sources import is_url
 
 RENAMING_FILESYSTEMS = ("local", "hdfs")
 SCRATCH_FOLDER = "motionpipe-scratch"  # in the machine's temp dir, one per user

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
-from pipeline.run_outputs import write_atomically, write_json_atomically
-from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
-from pipeline.video_encoding import encode_video
-from stages.decouple import mean_radius_pct_diag
+from motionpipe.pipeline.run_outputs import write_atomically, write_json_atomically
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.decouple import mean_radius_pct_diag
 
 CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
 OBJECT_MOTIONS = ("none", "slow", "fast", "two")

@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import RunConfig
-from pipeline.model_service import FlowServer, ScoreServer, SegmentServer
-from pipeline.shard_runner import Progress
+from motionpipe.pipeline.config import RunConfig
+from motionpipe.pipeline.model_service import FlowServer, ScoreServer, SegmentServer
+from motionpipe.pipeline.shard_runner import Progress
 
 PROBE_INTERVAL_S = 1.0  # how often the driver asks each server whether it answers
 FAILED_RETURNS_TO_RETIRE = 3  # a group lost this many times in a row, each time back before ending a pass

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pipeline.shard_sources import file_name, list_shards, open_shard
+from motionpipe.pipeline.shard_sources import file_name, list_shards, open_shard
 
 
 class ShardReadError(Exception):

@@ -14,22 +14,22 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.clip_attempts import AttemptsBook, AttemptsRecords, ClipAttempts
-from pipeline.config import RunConfig
-from pipeline.fault_injection import inject_faults
-from pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout
-from pipeline.shard_reader import Sample, ShardReadError, iter_samples, shard_name
-from pipeline.watchdog import BatchWatchdog
-from schemas.metadata import SCHEMA_VERSION, rows_to_table
-from stages.base import ClipRecord, Resources, Stage
-from stages.conditions import ConditionsStage
-from stages.decode import DecodeStage
-from stages.decouple import DecoupleStage
-from stages.dense_tracks import DenseTracksStage
-from stages.flow import FlowStage
-from stages.quality import QualityStage
-from stages.scoring import ScoringStage
-from stages.tracking import TrackingStage
+from motionpipe.pipeline.clip_attempts import AttemptsBook, AttemptsRecords, ClipAttempts
+from motionpipe.pipeline.config import RunConfig
+from motionpipe.pipeline.fault_injection import inject_faults
+from motionpipe.pipeline.run_outputs import SHARD_DONE, SHARD_FAILED, ConditionsTar, RunLayout
+from motionpipe.pipeline.shard_reader import Sample, ShardReadError, iter_samples, shard_name
+from motionpipe.pipeline.watchdog import BatchWatchdog
+from motionpipe.schemas.metadata import SCHEMA_VERSION, rows_to_table
+from motionpipe.stages.base import ClipRecord, Resources, Stage
+from motionpipe.stages.conditions import ConditionsStage
+from motionpipe.stages.decode import DecodeStage
+from motionpipe.stages.decouple import DecoupleStage
+from motionpipe.stages.dense_tracks import DenseTracksStage
+from motionpipe.stages.flow import FlowStage
+from motionpipe.stages.quality import QualityStage
+from motionpipe.stages.scoring import ScoringStage
+from motionpipe.stages.tracking import TrackingStage
 
 ClipCounts = Callable[[int, int], None]
 """Called with (ok, errors) after each batch of clips, for progress display."""
@@ -230,23 +230,33 @@ class ShardAnnotator:
             attempts.finish()
 
     def _run_stages(self, clips: list[ClipRecord]) -> None:
-        keys = [clip.key for clip in clips]
-        for stage in self.stages:
-            out = stage.process(clips)
-            if [clip.key for clip in out] != keys:
-                raise RuntimeError(f"stage {stage.name} changed the clips of a batch: rows would be lost")
+        run_stages_checked(self.stages, clips)
 
     def _row(self, clip: ClipRecord) -> dict[str, Any]:
-        return {
-            "key": clip.key,
-            "shard": clip.shard,
-            "status": clip.status,
-            "error": clip.error,
-            "error_detail": clip.error_detail,
-            "pipeline_version": self.identity.pipeline_version,
-            "config_hash": self.identity.config_hash,
-            **clip.fields,
-        }
+        return clip_row(clip, self.identity)
+
+
+def run_stages_checked(stages: list[Stage], clips: list[ClipRecord]) -> None:
+    """Every stage over the batch, checking that none drops or reorders a clip (a lost row)."""
+    keys = [clip.key for clip in clips]
+    for stage in stages:
+        out = stage.process(clips)
+        if [clip.key for clip in out] != keys:
+            raise RuntimeError(f"stage {stage.name} changed the clips of a batch: rows would be lost")
+
+
+def clip_row(clip: ClipRecord, identity: RunIdentity) -> dict[str, Any]:
+    """The clip's metadata row (schemas/metadata.py): who it is, its status, what the stages measured."""
+    return {
+        "key": clip.key,
+        "shard": clip.shard,
+        "status": clip.status,
+        "error": clip.error,
+        "error_detail": clip.error_detail,
+        "pipeline_version": identity.pipeline_version,
+        "config_hash": identity.config_hash,
+        **clip.fields,
+    }
 
 
 def annotate_in_process(

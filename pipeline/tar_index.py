@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import tarfile
 
-from pipeline.shard_reader import printable_name, split_member_name
-from pipeline.shard_sources import open_shard, random_access
+from motionpipe.pipeline.shard_reader import printable_name, split_member_name
+from motionpipe.pipeline.shard_sources import open_shard, random_access
 
 
 class TarIndex:

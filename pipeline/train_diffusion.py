@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.run_outputs import write_atomically
-from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
-from stages.trainer.conditioning import motion_focal_loss
-from stages.trainer.video_diffusion import DenoiserConfig, NoiseSchedule, TinyVideoDenoiser, encode_latents
+from motionpipe.pipeline.run_outputs import write_atomically
+from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
+from motionpipe.stages.trainer.conditioning import motion_focal_loss
+from motionpipe.stages.trainer.video_diffusion import DenoiserConfig, NoiseSchedule, TinyVideoDenoiser, encode_latents
 
 WEIGHTS_FILE, META_FILE = "denoiser.safetensors", "denoiser.json"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.estimator_data import HEADS, ClipSet, Pairs, in_validation, judged_pairs, pseudo_label_pairs
-from stages.estimator_io import ScoreCalibration, save_checkpoint
-from stages.estimator_losses import estimator_loss
-from stages.estimator_model import CPU_CONFIG, GPU_CONFIG, motion_estimator
+from motionpipe.pipeline.estimator_data import HEADS, ClipSet, Pairs, in_validation, judged_pairs, pseudo_label_pairs
+from motionpipe.stages.estimator_io import ScoreCalibration, save_checkpoint
+from motionpipe.stages.estimator_losses import estimator_loss
+from motionpipe.stages.estimator_model import CPU_CONFIG, GPU_CONFIG, motion_estimator
 
 MODEL_SIZES = {"cpu": CPU_CONFIG, "gpu": GPU_CONFIG}
 OPTIMISER_FILE, TRAINING_FILE = "optimiser.safetensors", "training.json"

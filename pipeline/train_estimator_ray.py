@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.estimator_data import ClipSet
-from pipeline.ray_executor import connect
-from pipeline.train_estimator import Replica, TrainConfig, train_estimator
+from motionpipe.pipeline.estimator_data import ClipSet
+from motionpipe.pipeline.ray_executor import connect
+from motionpipe.pipeline.train_estimator import Replica, TrainConfig, train_estimator
 
 
 def _train_worker(settings: dict[str, Any]) -> dict:

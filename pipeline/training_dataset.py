@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipeline.dataset_filter import select_rows
-from pipeline.run_clips import RunClips
-from stages.trainer import condition_tensors as conditions
+from motionpipe.pipeline.dataset_filter import select_rows
+from motionpipe.pipeline.run_clips import RunClips
+from motionpipe.stages.trainer import condition_tensors as conditions
 
 NEEDED_CONDITIONS = ("motion_mask", "heatmap", "region_trajectories", "sparse_tracks")
 

@@ -102,11 +102,11 @@ COLUMNS: tuple[Column, ...] = (
     # track-based pseudo-labels (MotionStone)
     Column("tracker_backend", pa.string(), "Point tracker: 'flow_chain' (built in) or 'cotracker'; null if none."),
     Column("object_tracks", pa.int32(), "Tracks queried inside the first sample's object masks.", "tracks"),
-    Column("background_tracks", pa.int32(), "Tracks queried on a grid off the object masks.", "tracks"),
+    Column("background_tracks", pa.int32(), "Tracks queried evenly over the background, off the object masks.", "tracks"),
     Column(
         "camera_track_motion",
         pa.float32(),
-        "Mean speed of the query points under per-step homographies fitted to background tracks; null if too few.",
+        "Mean speed of the background points under per-step homographies fitted to their tracks; null if too few.",
         SPEED_UNIT,
     ),
     Column(

@@ -19,10 +19,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from stages.base import ClipRecord, Stage
-from stages.flow_checks import squared_length
-from stages.measuring_size import map_at_processing_size
-from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
+from motionpipe.stages.base import ClipRecord, Stage
+from motionpipe.stages.flow_checks import squared_length
+from motionpipe.stages.measuring_size import map_at_processing_size
+from motionpipe.stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 CONDITIONS = ("motion_mask", "heatmap", "dense_tracks", "region_trajectories", "sparse_tracks")
 NEEDS_TRACKS = frozenset(CONDITIONS) - {"motion_mask"}

@@ -10,9 +10,9 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from stages.base import ClipError, ClipRecord, DecodedVideo, Resources, Stage
-from stages.frame_sampling import SamplingPlan, frames_to_decode, plan_sampling
-from stages.video_decoders import decode_video, quiet_decoder_logs
+from motionpipe.stages.base import ClipError, ClipRecord, DecodedVideo, Resources, Stage
+from motionpipe.stages.frame_sampling import SamplingPlan, frames_to_decode, plan_sampling
+from motionpipe.stages.video_decoders import decode_video, quiet_decoder_logs
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v")
 CAPTION_JSON_KEYS = ("caption", "text", "txt")

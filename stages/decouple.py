@@ -20,18 +20,18 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from stages.base import ClipRecord, DecodedVideo, Resources, Stage
-from stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
-from stages.flow_checks import squared_length
-from stages.motion_units import pct_diag_per_s
-from stages.residual_motion import (
+from motionpipe.stages.base import ClipRecord, DecodedVideo, Resources, Stage
+from motionpipe.stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
+from motionpipe.stages.flow_checks import squared_length
+from motionpipe.stages.motion_units import pct_diag_per_s
+from motionpipe.stages.residual_motion import (
     confirmed_regions,
     lands_inside,
     parallax_free_evidence,
     photometric_errors,
     reliable_medians,
 )
-from stages.segmenters import (
+from motionpipe.stages.segmenters import (
     MotionRegionSegmenter,
     Propagate,
     Sam2Segmenter,

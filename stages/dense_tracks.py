@@ -16,8 +16,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from stages.base import ClipError, ClipRecord, DenseTracks, Stage
-from stages.flow_checks import pixel_grid, round_trip_agrees, sample_field, squared_length
+from motionpipe.stages.base import ClipError, ClipRecord, DenseTracks, Stage
+from motionpipe.stages.flow_checks import pixel_grid, round_trip_agrees, sample_field, squared_length
 
 EDGE_ALPHA = 0.01  # motion-boundary check (Sundaram et al. 2010): |grad F|^2 > a |F|^2 + b
 EDGE_BETA = 0.002

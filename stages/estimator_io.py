@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from stages.compensated_difference import compensated_differences
-from stages.estimator_model import SCORE_MAX, SCORE_MIN, EstimatorConfig, MotionEstimator
-from stages.flow_backends import MissingWeightsError
+from motionpipe.stages.compensated_difference import compensated_differences
+from motionpipe.stages.estimator_model import SCORE_MAX, SCORE_MIN, EstimatorConfig, MotionEstimator
+from motionpipe.stages.flow_backends import MissingWeightsError
 
 WEIGHTS_FILE, META_FILE = "estimator.safetensors", "estimator.json"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.base import ClipRecord, DecodedVideo, MotionFlows, Resources, Stage, WorkerFault
-from stages.flow_backends import (
+from motionpipe.stages.base import ClipRecord, DecodedVideo, MotionFlows, Resources, Stage, WorkerFault
+from motionpipe.stages.flow_backends import (
     DIS_PRESETS,
     RAFT_VARIANTS,
     DisFlow,
@@ -25,9 +25,9 @@ from stages.flow_backends import (
     RaftFlow,
     require_raft_weights,
 )
-from stages.flow_checks import forward_backward_consistent
-from stages.measuring_size import field_at_measuring_size
-from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
+from motionpipe.stages.flow_checks import forward_backward_consistent
+from motionpipe.stages.measuring_size import field_at_measuring_size
+from motionpipe.stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 FLOW_BACKENDS = ("dis", "farneback", *RAFT_VARIANTS)
 PairsOf = Callable[[DecodedVideo], list[tuple[int, int]]]

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stages.measuring_size import STRIDE, field_at_measuring_size
+from motionpipe.stages.measuring_size import STRIDE, field_at_measuring_size
 
 DIS_PRESETS: dict[str, tuple[int, dict[str, int]]] = {
     "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}),

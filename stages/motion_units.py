@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from stages.flow_checks import squared_length
+from motionpipe.stages.flow_checks import squared_length
 
 # MotionPro's mask threshold, 1 px per frame at 320x512 and 8 fps, in %diag/s (about 1.33).
 MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S = 100.0 * 1.0 / math.hypot(320, 512) * 8.0

@@ -9,10 +9,10 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from stages.base import ClipRecord, Stage
-from stages.decode import resize_to_short_side
-from stages.flow_backends import DisFlow
-from stages.flow_checks import forward_backward_consistent
+from motionpipe.stages.base import ClipRecord, Stage
+from motionpipe.stages.decode import resize_to_short_side
+from motionpipe.stages.flow_backends import DisFlow
+from motionpipe.stages.flow_checks import forward_backward_consistent
 
 CUT_CHECK_SHORT_SIDE = 72  # px: cuts are global, so a coarse flow suffices (96 px measured 2.6x slower)
 TEXTURE_WINDOW = 15  # px; local contrast is measured over this window

@@ -26,7 +26,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stages.flow_checks import pixel_grid, squared_length
+from motionpipe.stages.flow_checks import pixel_grid, squared_length
 
 EDGE_PX = 2  # measuring px along the frame's edge where flow has too little context to trust
 PARALLAX_SLOPE = 0.5  # a parallax-like residual's across-epipolar-line part is at most this share of its along part

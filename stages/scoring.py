@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from stages.base import ClipRecord, Resources, Stage, WorkerFault
+from motionpipe.stages.base import ClipRecord, Resources, Stage, WorkerFault
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ScoringConfig:
     def check_weights(self) -> None:
         """Fail before any work starts when the checkpoint is missing (MissingWeightsError)."""
         if self.checkpoint:
-            from stages.estimator_io import load_checkpoint_meta
+            from motionpipe.stages.estimator_io import load_checkpoint_meta
 
             load_checkpoint_meta(self.checkpoint)
 
@@ -45,8 +45,8 @@ def load_scorer(config: ScoringConfig) -> tuple[Scorer, str]:
     """The checkpoint's model as a function from estimator inputs to (object, camera) scores, and its version."""
     import torch
 
-    from stages.estimator_io import load_checkpoint
-    from stages.estimator_model import flip_averaged_scores
+    from motionpipe.stages.estimator_io import load_checkpoint
+    from motionpipe.stages.estimator_model import flip_averaged_scores
 
     model, meta = load_checkpoint(config.checkpoint, config.device)
 
@@ -76,15 +76,15 @@ class ScoringStage(Stage):
         self.resources = Resources(cpus=1.0)
 
     def setup(self, device: str = "cpu") -> None:
-        from stages.estimator_io import load_checkpoint_meta
-        from stages.estimator_model import EstimatorConfig
+        from motionpipe.stages.estimator_io import load_checkpoint_meta
+        from motionpipe.stages.estimator_model import EstimatorConfig
 
         self._model_config = EstimatorConfig.from_dict(load_checkpoint_meta(self.config.checkpoint)["config"])
         if self._score is None:
             self._score, self._version = load_scorer(self.config)
 
     def process(self, batch: list[ClipRecord]) -> list[ClipRecord]:
-        from stages.estimator_io import estimator_input
+        from motionpipe.stages.estimator_io import estimator_input
 
         ok = [clip for clip in batch if clip.ok]
         for start in range(0, len(ok), self.config.batch_size):

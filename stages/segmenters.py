@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stages.base import DecodedVideo
-from stages.conditions import spread_points
-from stages.flow_backends import RANDOM_WEIGHTS_MARK, MissingWeightsError
-from stages.measuring_size import mask_at_measuring_size, processing_pixel
+from motionpipe.stages.base import DecodedVideo
+from motionpipe.stages.conditions import spread_points
+from motionpipe.stages.flow_backends import RANDOM_WEIGHTS_MARK, MissingWeightsError
+from motionpipe.stages.measuring_size import mask_at_measuring_size, processing_pixel
 
 MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))  # at the measuring size (5 x 5 at full size)
 Propagate = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stages.base import ClipRecord
-from stages.flow_backends import MissingWeightsError
-from stages.flow_checks import sample_field
-from stages.measuring_size import processing_pixel
+from motionpipe.stages.base import ClipRecord
+from motionpipe.stages.flow_backends import MissingWeightsError
+from motionpipe.stages.flow_checks import sample_field
+from motionpipe.stages.measuring_size import processing_pixel
 
 QUERY_EDGE_PX = 2  # measuring px kept between a query point and its object mask's edge
 QUERY_EDGE_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * QUERY_EDGE_PX + 1, 2 * QUERY_EDGE_PX + 1))

@@ -17,8 +17,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from stages.base import ClipRecord, Resources, Stage
-from stages.trackers import CoTracker, FlowChainTracker, Tracker, object_and_background_queries
+from motionpipe.stages.base import ClipRecord, Resources, Stage
+from motionpipe.stages.trackers import CoTracker, FlowChainTracker, Tracker, object_and_background_queries
 
 TRACKERS = ("auto", "none", "flow_chain", "cotracker")
 MIN_BACKGROUND_TRACKS = 8
@@ -30,8 +30,9 @@ class TrackingConfig:
     would cost the chained flow) | 'none' | 'flow_chain' (built in, reads the dense tracks) | 'cotracker'
     (optional, local weights).
     grid_size: G, for G x G background query points, spread evenly off the object masks.
-    object_points: query points spread over the object masks of the first sample. cotracker_checkpoint, cotracker_repo: CoTracker's local weights
-    and, without the cotracker package, a local torch.hub repo dir. device: 'cpu' | 'cuda' for CoTracker.
+    object_points: query points spread over the object masks of the first sample.
+    cotracker_checkpoint, cotracker_repo: CoTracker's local weights and, without the cotracker package, a local
+    torch.hub repo dir. device: 'cpu' | 'cuda' for CoTracker.
     """
 
     tracker: str = "auto"

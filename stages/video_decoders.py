@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.base import ClipError
-from stages.display_matrix import (
+from motionpipe.stages.base import ClipError
+from motionpipe.stages.display_matrix import (
     as_shown,
     decoder_turns,
     is_iso_bmff,
@@ -26,7 +26,7 @@ from stages.display_matrix import (
     swaps_axes,
     turning_shows_it,
 )
-from stages.matroska import first_video_track_projects
+from motionpipe.stages.matroska import first_video_track_projects
 
 if TYPE_CHECKING:
     import av

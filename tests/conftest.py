@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import build_config
-from pipeline.shard_runner import build_annotation_stages
-from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer, render_scene
-from pipeline.video_encoding import encode_video
-from stages.base import ClipRecord, Stage
-from stages.display_matrix import MVHD_TIMES, child_boxes, matrix_span
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.shard_runner import build_annotation_stages
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject, SceneRenderer, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.base import ClipRecord, Stage
+from motionpipe.stages.display_matrix import MVHD_TIMES, child_boxes, matrix_span
 
 REPO = Path(__file__).resolve().parents[1]
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
@@ -34,7 +34,7 @@ def motionpipe(*args: str, timeout: float = 300, env: dict | None = None) -> sub
 
 def rows_by_key(out: Path) -> dict[str, dict]:
     """The run's rows by key, checking that no key has two rows."""
-    from pipeline.inspect_run import read_metadata
+    from motionpipe.pipeline.inspect_run import read_metadata
 
     rows = read_metadata(out).to_pylist()
     keys = [row["key"] for row in rows]
@@ -140,10 +140,10 @@ def tar_writer(tmp_path: Path) -> Callable[[str, list[tuple[str, bytes]]], Path]
 def annotated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small run with every condition, for what consumes a run (filter, trainer, report): ROOT/shards holds
     two synthetic shards (captions, known motion) and one with a broken clip; ROOT/out is their annotation."""
-    from pipeline.annotate import annotate
-    from pipeline.sample_data import SampleSpec, write_sample_data
-    from pipeline.shard_reader import resolve_shards
-    from pipeline.shard_runner import SilentProgress
+    from motionpipe.pipeline.annotate import annotate
+    from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
+    from motionpipe.pipeline.shard_reader import resolve_shards
+    from motionpipe.pipeline.shard_runner import SilentProgress
 
     root = tmp_path_factory.mktemp("annotated_run")
     write_sample_data(root, shards=2, clips_per_shard=5, seed=3, spec=SampleSpec(width=192, height=128, seconds=2.0))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.trainer.conditioning import (
+from motionpipe.stages.trainer.conditioning import (
     AdaptiveFeatureModulation,
     MotionEncoder,
     MotionScoreEmbedding,

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_clip, motionpipe, rows_by_key, write_tar
 
-from pipeline.inspect_run import read_metadata
-from pipeline.synthetic_video import Scene
+from motionpipe.pipeline.inspect_run import read_metadata
+from motionpipe.pipeline.synthetic_video import Scene
 
 BAD_SHARD_REASONS = {
     "truncated": "decode:truncated",
@@ -254,7 +254,7 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
 
     from conftest import MOTIONPIPE
 
-    from pipeline.sample_data import SampleSpec, write_sample_data
+    from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
 
     write_sample_data(tmp_path / "data", shards=4, clips_per_shard=4, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5))
     command = [MOTIONPIPE, "annotate", str(tmp_path / "data" / "shards"), str(tmp_path / "out")]

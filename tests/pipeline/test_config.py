@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import RunConfig, build_config
+from motionpipe.pipeline.config import RunConfig, build_config
 
 
 def test_defaults_follow_the_design():

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import motionpipe
 
-from pipeline.dataset_filter import FilterTargetError, NullColumnError, filter_run, select_rows
-from pipeline.filter_expression import ExpressionError
-from pipeline.shard_reader import iter_samples
+from motionpipe.pipeline.dataset_filter import FilterTargetError, NullColumnError, filter_run, select_rows
+from motionpipe.pipeline.filter_expression import ExpressionError
+from motionpipe.pipeline.shard_reader import iter_samples
 
 # expression for motionpipe -> the same selection written for pandas' DataFrame.query
 SAME_SELECTIONS = {
@@ -142,11 +142,11 @@ def test_reshards_through_webdataset_shardwriter(annotated_run, tmp_path):
 
 
 def test_shards_moved_since_annotation_are_read_from_their_new_folder(tmp_path):
-    from pipeline.annotate import annotate
-    from pipeline.config import build_config
-    from pipeline.sample_data import SampleSpec, write_sample_data
-    from pipeline.shard_reader import resolve_shards
-    from pipeline.shard_runner import SilentProgress
+    from motionpipe.pipeline.annotate import annotate
+    from motionpipe.pipeline.config import build_config
+    from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
+    from motionpipe.pipeline.shard_reader import resolve_shards
+    from motionpipe.pipeline.shard_runner import SilentProgress
 
     write_sample_data(tmp_path / "data", shards=1, clips_per_shard=3, seed=9, spec=SampleSpec(96, 64, 24.0, 1.0))
     config = build_config(overrides=["conditions.include=none"])

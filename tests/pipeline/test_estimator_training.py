@@ -9,16 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.annotate import annotate
-from pipeline.config import build_config
-from pipeline.estimator_data import in_validation, judged_pairs, load_clip_set, pseudo_label_pairs
-from pipeline.estimator_eval import evaluate
-from pipeline.sample_data import SampleSpec, write_sample_data
-from pipeline.shard_reader import resolve_shards
-from pipeline.shard_runner import SilentProgress
-from pipeline.train_estimator import Replica, TrainConfig, train_estimator
-from stages.estimator_io import load_checkpoint
-from stages.estimator_model import CPU_CONFIG
+from motionpipe.pipeline.annotate import annotate
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.estimator_data import in_validation, judged_pairs, load_clip_set, pseudo_label_pairs
+from motionpipe.pipeline.estimator_eval import evaluate
+from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
+from motionpipe.pipeline.shard_reader import resolve_shards
+from motionpipe.pipeline.shard_runner import SilentProgress
+from motionpipe.pipeline.train_estimator import Replica, TrainConfig, train_estimator
+from motionpipe.stages.estimator_io import load_checkpoint
+from motionpipe.stages.estimator_model import CPU_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_annotate_with_an_estimator_scores_every_ok_row(clip_set, tmp_path):
 
 
 def test_ray_train_runs_the_same_loop_on_two_workers(clip_set, tmp_path):
-    from pipeline.train_estimator_ray import train_estimator_on_ray
+    from motionpipe.pipeline.train_estimator_ray import train_estimator_on_ray
 
     data, _ = clip_set
     config = TrainConfig(steps=3, batch_pairs=4, checkpoint_every=2, validation_fraction=0.25)

@@ -20,9 +20,9 @@ import pytest
 import torch
 from conftest import MOTIONPIPE, make_clip, motionpipe, rows_by_key, write_tar
 
-from pipeline.fault_injection import FAULTS_ENV
-from pipeline.server_groups import FAILED_RETURNS_TO_RETIRE
-from pipeline.synthetic_video import Scene
+from motionpipe.pipeline.fault_injection import FAULTS_ENV
+from motionpipe.pipeline.server_groups import FAILED_RETURNS_TO_RETIRE
+from motionpipe.pipeline.synthetic_video import Scene
 
 pytestmark = pytest.mark.slow
 STATISTICS_ONLY = ("--conditions", "none")
@@ -179,9 +179,9 @@ def test_address_auto_joins_the_cluster_that_ray_start_began(tmp_path):
 RAFT_ON_CUDA = ("--flow-backend", "raft_small", "--allow-random-weights", "--set", "flow.device=cuda")
 WAIT_FOR_GPU = """
 import sys, time, ray
-from pipeline.config import build_config
-from pipeline.ray_executor import wait_for_gpu
-from pipeline.shard_runner import SilentProgress
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.ray_executor import wait_for_gpu
+from motionpipe.pipeline.shard_runner import SilentProgress
 
 class Shown(SilentProgress):
     def waiting(self, line):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from conftest import make_clip, write_tar
 
-from pipeline.annotate import annotate
-from pipeline.config import build_config
-from pipeline.inspect_run import read_metadata
-from pipeline.shard_runner import SilentProgress
-from pipeline.synthetic_video import Scene, render_scene
-from pipeline.video_encoding import encode_video
+from motionpipe.pipeline.annotate import annotate
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.inspect_run import read_metadata
+from motionpipe.pipeline.shard_runner import SilentProgress
+from motionpipe.pipeline.synthetic_video import Scene, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
 
 SIZE = (96, 64)
 FPS = 24

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import make_clip, write_tar
 
-from pipeline.synthetic_video import Scene
+from motionpipe.pipeline.synthetic_video import Scene
 
 PEAK_OF_ANNOTATE = """
 import resource, sys
-from pipeline.cli import main
+from motionpipe.pipeline.cli import main
 assert main(sys.argv[1:]) == 0
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -13,20 +13,20 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import clip_record, make_clip, motionpipe, write_tar
 
-from pipeline.config import build_config
-from pipeline.estimator_data import load_clip_set
-from pipeline.model_service import BatchingServer, FlowServer, ScoreServer, SegmentServer, ServedFlow
-from pipeline.ray_executor import served_models, worker_share
-from pipeline.shard_reader import resolve_shards
-from pipeline.synthetic_video import Scene, SceneObject, render_scene
-from pipeline.train_estimator import TrainConfig, train_estimator
-from stages import flow as flow_stage
-from stages.base import WorkerFault
-from stages.decode import DecodeConfig, DecodeStage
-from stages.decouple import DecoupleConfig
-from stages.estimator_model import CPU_CONFIG
-from stages.flow import FlowConfig, FlowStage, shared_calls
-from stages.scoring import ScoringConfig, load_scorer
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.estimator_data import load_clip_set
+from motionpipe.pipeline.model_service import BatchingServer, FlowServer, ScoreServer, SegmentServer, ServedFlow
+from motionpipe.pipeline.ray_executor import served_models, worker_share
+from motionpipe.pipeline.shard_reader import resolve_shards
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject, render_scene
+from motionpipe.pipeline.train_estimator import TrainConfig, train_estimator
+from motionpipe.stages import flow as flow_stage
+from motionpipe.stages.base import WorkerFault
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
+from motionpipe.stages.decouple import DecoupleConfig
+from motionpipe.stages.estimator_model import CPU_CONFIG
+from motionpipe.stages.flow import FlowConfig, FlowStage, shared_calls
+from motionpipe.stages.scoring import ScoringConfig, load_scorer
 
 needs_sam2 = pytest.mark.skipif(
     importlib.util.find_spec("sam2") is None, reason="sam2 not installed (pip install -e '.[sam2]')"

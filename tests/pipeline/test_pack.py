@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import make_clip, motionpipe, rows_by_key
 
-from pipeline.pack import pack_videos
-from pipeline.shard_reader import iter_samples
-from pipeline.synthetic_video import Scene
+from motionpipe.pipeline.pack import pack_videos
+from motionpipe.pipeline.shard_reader import iter_samples
+from motionpipe.pipeline.synthetic_video import Scene
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import write_tar
 
-from pipeline.annotate import annotate
-from pipeline.config import build_config
-from pipeline.inspect_run import read_metadata
-from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
+from motionpipe.pipeline.annotate import annotate
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.inspect_run import read_metadata
+from motionpipe.stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S
 
 # file -> (width, height as shown, fps, camera moves?) as listed in shared/data/MANIFEST.md, which gives coded sizes
 REAL_CLIPS = {
@@ -72,7 +72,7 @@ def test_handheld_camera_past_still_people_reads_less_object_than_camera_motion(
     import numpy as np
     from conftest import ready_stages, run_stages
 
-    from pipeline.video_encoding import encode_video
+    from motionpipe.pipeline.video_encoding import encode_video
 
     # MANIFEST: 10 JPEGs about 66 ms apart, a handheld pan (tx 15 to -5 px/frame) past two people standing still.
     # The people's parallax runs across the camera's flow (its rotation dominates the flow's direction): with the

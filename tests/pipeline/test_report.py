@@ -11,8 +11,8 @@ import pytest
 from conftest import motionpipe
 from PIL import Image
 
-from pipeline.report import build_report
-from pipeline.report_images import GIF_FRAME_MS
+from motionpipe.pipeline.report import build_report
+from motionpipe.pipeline.report_images import GIF_FRAME_MS
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs
 
-from pipeline.run_outputs import ConditionsTar, RunLayout, write_atomically
-from pipeline.run_storage import RunStorage
-from schemas.metadata import rows_to_table
+from motionpipe.pipeline.run_outputs import ConditionsTar, RunLayout, write_atomically
+from motionpipe.pipeline.run_storage import RunStorage
+from motionpipe.schemas.metadata import rows_to_table
 
 ROW = {"key": "k", "shard": "s.tar", "status": "ok", "pipeline_version": "0", "config_hash": "h"}
 
@@ -120,8 +120,8 @@ KILLED_WRITER = """
 import sys, time
 import numpy as np
 from pyarrow import fs
-from pipeline.run_outputs import ConditionsTar
-from pipeline.run_storage import RunStorage
+from motionpipe.pipeline.run_outputs import ConditionsTar
+from motionpipe.pipeline.run_storage import RunStorage
 storage = RunStorage(fs.SubTreeFileSystem(sys.argv[1], fs.LocalFileSystem()), "out")
 conditions = ConditionsTar(storage, "conditions/s.tar")
 conditions.add("k", {"mask": np.ones((64, 64), bool)})

@@ -5,8 +5,8 @@ import math
 import av
 import numpy as np
 
-from pipeline.sample_data import CAMERA_MOTIONS, OBJECT_MOTIONS, SampleSpec, make_scene, write_sample_data
-from pipeline.shard_reader import iter_samples
+from motionpipe.pipeline.sample_data import CAMERA_MOTIONS, OBJECT_MOTIONS, SampleSpec, make_scene, write_sample_data
+from motionpipe.pipeline.shard_reader import iter_samples
 
 
 def test_shards_hold_every_clip_and_truth_stays_outside(tmp_path):

@@ -3,8 +3,8 @@ test_faults.py)."""
 
 from __future__ import annotations
 
-from pipeline.config import build_config
-from pipeline.server_groups import FAILED_RETURNS_TO_RETIRE, ServerGroup, ServerGroups, ServerHealth
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.server_groups import FAILED_RETURNS_TO_RETIRE, ServerGroup, ServerGroups, ServerHealth
 
 
 def groups_of(count: int, models: tuple[str, ...]) -> ServerGroups:

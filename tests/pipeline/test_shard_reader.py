@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.shard_reader import ShardReadError, iter_samples, resolve_shards, shard_name, split_member_name
+from motionpipe.pipeline.shard_reader import ShardReadError, iter_samples, resolve_shards, shard_name, split_member_name
 
 
 def test_member_names_split_webdataset_style():

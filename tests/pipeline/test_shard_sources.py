@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import motionpipe, rows_by_key, write_tar
 
-from pipeline.sample_data import SampleSpec, write_sample_data
-from pipeline.shard_reader import ShardReadError, iter_samples, resolve_shards, shard_name
-from pipeline.tar_index import TarIndex
+from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
+from motionpipe.pipeline.shard_reader import ShardReadError, iter_samples, resolve_shards, shard_name
+from motionpipe.pipeline.tar_index import TarIndex
 
 MEMBERS = [("a.mp4", b"A" * 3000), ("a.json", b"{}"), ("b.mp4", b"B" * 7000)]
 

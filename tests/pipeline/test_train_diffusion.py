@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from conftest import motionpipe
 
-from pipeline.train_diffusion import DiffusionTrainConfig, diffusion_loss, load_denoiser, train_diffusion
-from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
-from stages.trainer.video_diffusion import NoiseSchedule
+from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, diffusion_loss, load_denoiser, train_diffusion
+from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
+from motionpipe.stages.trainer.video_diffusion import NoiseSchedule
 
 
 def test_twenty_steps_lower_the_loss_and_the_checkpoint_reloads(annotated_run, tmp_path):

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.annotate import annotate
-from pipeline.config import build_config
-from pipeline.dataset_filter import NullColumnError, filter_run
-from pipeline.shard_reader import resolve_shards
-from pipeline.shard_runner import SilentProgress
-from pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
+from motionpipe.pipeline.annotate import annotate
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.dataset_filter import NullColumnError, filter_run
+from motionpipe.pipeline.shard_reader import resolve_shards
+from motionpipe.pipeline.shard_runner import SilentProgress
+from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
 
 PSEUDO_LABELS = ("object_motion", "camera_motion")
 

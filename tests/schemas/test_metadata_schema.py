@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from schemas.metadata import COLUMNS, SCHEMA_VERSION, SPEED_UNIT, describe_columns, metadata_schema, rows_to_table
+from motionpipe.schemas.metadata import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    SPEED_UNIT,
+    describe_columns,
+    metadata_schema,
+    rows_to_table,
+)
 
 
 def test_every_column_is_documented_and_speeds_carry_their_unit():
@@ -33,7 +40,7 @@ def test_readme_documents_the_schema_as_defined():
 
 
 def test_readme_documents_the_condition_arrays():
-    from schemas.conditions import describe_condition_arrays
+    from motionpipe.schemas.conditions import describe_condition_arrays
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert describe_condition_arrays() in readme

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
-from stages.compensated_difference import camera_affine, compensated_differences
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject, SceneRenderer
+from motionpipe.stages.compensated_difference import camera_affine, compensated_differences
 
 
 def render(scene: Scene, width: int = 112, height: int = 64, frames: int = 8) -> np.ndarray:

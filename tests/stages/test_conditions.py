@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import disc_mask, make_clip, ready_stages, run_stages
 
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.conditions import CONDITIONS, ConditionsConfig, area_pool, pool_2d
-from stages.measuring_size import mask_at_measuring_size
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.conditions import CONDITIONS, ConditionsConfig, area_pool, pool_2d
+from motionpipe.stages.measuring_size import mask_at_measuring_size
 
 OBJECT = SceneObject(start=(0.3, 0.5), radius=0.2, velocity=(14.0, 0.0))
 SCENE = Scene(seed=31, objects=(OBJECT,))
@@ -91,7 +91,7 @@ def test_conditions_selection_and_pooling():
 
 
 def test_arrays_match_the_documented_schema(annotated):
-    from schemas.conditions import CONDITION_ARRAYS
+    from motionpipe.schemas.conditions import CONDITION_ARRAYS
 
     assert set(annotated.conditions) == {array.name for array in CONDITION_ARRAYS}
     for array in CONDITION_ARRAYS:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import clip_record, make_clip, matrix_of, with_movie_matrix
 
-from pipeline.synthetic_video import Scene, render_scene
-from pipeline.video_encoding import encode_video
-from stages.decode import DecodeConfig, DecodeStage, processing_size, resize_to_short_side
-from stages.frame_sampling import frames_to_decode
-from stages.video_decoders import decode_video, decode_with_pyav
+from motionpipe.pipeline.synthetic_video import Scene, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.decode import DecodeConfig, DecodeStage, processing_size, resize_to_short_side
+from motionpipe.stages.frame_sampling import frames_to_decode
+from motionpipe.stages.video_decoders import decode_video, decode_with_pyav
 
 
 @pytest.fixture(scope="module")

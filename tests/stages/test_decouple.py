@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import make_clip, ready_stages, run_stages
 
-from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.camera_model import CameraRates, camera_flow, camera_rates
-from stages.decouple import DecoupleConfig, classify_camera
+from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.camera_model import CameraRates, camera_flow, camera_rates
+from motionpipe.stages.decouple import DecoupleConfig, classify_camera
 
 STILL_OBJECT_MOTION = 0.5  # %diag/s: a scene without moving objects reads below this
 STILL_CAMERA_MOTION = 0.3  # %diag/s: a still camera reads below this

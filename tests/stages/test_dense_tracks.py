@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.synthetic_video import noise_texture
-from stages.dense_tracks import chain_tracks
-from stages.flow_backends import DisFlow
+from motionpipe.pipeline.synthetic_video import noise_texture
+from motionpipe.stages.dense_tracks import chain_tracks
+from motionpipe.stages.flow_backends import DisFlow
 
 HEIGHT, WIDTH, STEPS, BORDER = 240, 320, 8, 32
 

@@ -6,9 +6,9 @@ import av
 import pytest
 from conftest import make_clip, matrix_of, with_movie_matrix
 
-from pipeline.synthetic_video import Scene
-from stages.display_matrix import decoder_turns, mp4_display_matrix, orientation_of
-from stages.video_decoders import display_matrix_of
+from motionpipe.pipeline.synthetic_video import Scene
+from motionpipe.stages.display_matrix import decoder_turns, mp4_display_matrix, orientation_of
+from motionpipe.stages.video_decoders import display_matrix_of
 
 SIGNED_PERMUTATIONS = [
     (1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1),

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import clip_record, make_clip
 
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.decode import DecodeConfig, DecodeStage
-from stages.estimator_io import ScoreCalibration, estimator_input, load_checkpoint, save_checkpoint
-from stages.estimator_losses import estimator_loss, ranking_loss
-from stages.estimator_model import (
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
+from motionpipe.stages.estimator_io import ScoreCalibration, estimator_input, load_checkpoint, save_checkpoint
+from motionpipe.stages.estimator_losses import estimator_loss, ranking_loss
+from motionpipe.stages.estimator_model import (
     INPUT_CHANNELS,
     EstimatorConfig,
     TAdaConv2d,
@@ -20,8 +20,8 @@ from stages.estimator_model import (
     flip_averaged_scores,
     motion_estimator,
 )
-from stages.flow_backends import MissingWeightsError
-from stages.scoring import ScoringConfig, ScoringStage
+from motionpipe.stages.flow_backends import MissingWeightsError
+from motionpipe.stages.scoring import ScoringConfig, ScoringStage
 
 TINY = EstimatorConfig(frames=6, height=24, width=32, channels=(8, 16), head_hidden=16)
 

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 from conftest import clip_record, make_clip
 
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.decode import DecodeConfig, DecodeStage
-from stages.flow import PAIRS_PER_SHARED_CALL, FlowConfig, FlowStage
-from stages.flow_checks import forward_backward_consistent
-from stages.measuring_size import (
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
+from motionpipe.stages.flow import PAIRS_PER_SHARED_CALL, FlowConfig, FlowStage
+from motionpipe.stages.flow_checks import forward_backward_consistent
+from motionpipe.stages.measuring_size import (
     field_at_measuring_size,
     map_at_processing_size,
     mask_at_measuring_size,
     measuring_pixel,
     processing_pixel,
 )
-from stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
+from motionpipe.stages.motion_units import MOTIONPRO_MASK_THRESHOLD_PCT_DIAG_PER_S, speed_pct_diag_per_s
 
 MOVING_OBJECT = SceneObject(start=(0.35, 0.5), radius=0.22, velocity=(12.0, 4.0))
 

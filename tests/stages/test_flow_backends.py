@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.synthetic_video import noise_texture
-from stages.flow import FlowConfig
-from stages.flow_backends import (
+from motionpipe.pipeline.synthetic_video import noise_texture
+from motionpipe.stages.flow import FlowConfig
+from motionpipe.stages.flow_backends import (
     RANDOM_WEIGHTS_MARK,
     DisFlow,
     FarnebackFlow,
@@ -17,7 +17,7 @@ from stages.flow_backends import (
     RaftFlow,
     pad_to_raft_size,
 )
-from stages.measuring_size import field_at_measuring_size
+from motionpipe.stages.measuring_size import field_at_measuring_size
 
 HEIGHT, WIDTH, BORDER = 240, 320, 24
 # Sintel clean pass, frame 2 -> 3, non-occluded valid pixels: DIS end-point error bounds in px, for the

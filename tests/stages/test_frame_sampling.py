@@ -1,6 +1,6 @@
 import pytest
 
-from stages.frame_sampling import frames_to_decode, pair_step, plan_sampling
+from motionpipe.stages.frame_sampling import frames_to_decode, pair_step, plan_sampling
 
 
 @pytest.mark.parametrize("fps, step", [(24, 1), (25, 1), (30, 1), (29.97, 1), (48, 2), (60, 2), (120, 5), (15, 1)])

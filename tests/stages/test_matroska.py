@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import make_clip, matrix_of
 
-from pipeline.synthetic_video import Scene, render_scene
-from pipeline.video_encoding import encode_video
-from stages.matroska import first_video_track_projects
-from stages.video_decoders import display_matrix_of
+from motionpipe.pipeline.synthetic_video import Scene, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.matroska import first_video_track_projects
+from motionpipe.stages.video_decoders import display_matrix_of
 
 CODED = render_scene(Scene(seed=6, pan=(10.0, 0.0)), 96, 64, 24.0, 6)
 

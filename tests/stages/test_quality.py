@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import clip_record, make_clip
 
-from pipeline.synthetic_video import Scene, render_scene
-from pipeline.video_encoding import encode_video
-from stages.decode import DecodeConfig, DecodeStage
-from stages.quality import QualityConfig, QualityStage
+from motionpipe.pipeline.synthetic_video import Scene, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.decode import DecodeConfig, DecodeStage
+from motionpipe.stages.quality import QualityConfig, QualityStage
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import ready_stages, run_stages
 
-from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.synthetic_video import DepthLayer, Scene, SceneObject, render_scene
-from pipeline.video_encoding import encode_video
-from stages.residual_motion import (
+from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
+from motionpipe.pipeline.synthetic_video import DepthLayer, Scene, SceneObject, render_scene
+from motionpipe.pipeline.video_encoding import encode_video
+from motionpipe.stages.residual_motion import (
     MIN_PARALLAX_SPREAD,
     PARALLAX_SPILL,
     confirmed_regions,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import disc_mask, make_clip, ready_stages, run_stages
 
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.decouple import DecoupleConfig
-from stages.flow_backends import MissingWeightsError
-from stages.segmenters import MotionRegionSegmenter, Sam2Segmenter, moving_regions
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.decouple import DecoupleConfig
+from motionpipe.stages.flow_backends import MissingWeightsError
+from motionpipe.stages.segmenters import MotionRegionSegmenter, Sam2Segmenter, moving_regions
 
 OBJECT = SceneObject(start=(0.4, 0.5), radius=0.22, velocity=(10.0, 3.0))
 SCENE = Scene(seed=61, pan=(5.0, 0.0), objects=(OBJECT,))
@@ -64,8 +64,8 @@ def test_sam2_real_code_on_cpu_with_random_weights_prompted_on_the_moving_object
     width, height = clip.video.size
     measuring_height, measuring_width = clip.motion.pair_consistent.shape[1:]
     # prompts: where camera-compensated motion is high, which is on the disc
-    from stages.camera_model import camera_flow, fit_camera
-    from stages.motion_units import speed_pct_diag_per_s
+    from motionpipe.stages.camera_model import camera_flow, fit_camera
+    from motionpipe.stages.motion_units import speed_pct_diag_per_s
 
     consistent = clip.motion.pair_consistent[0]
     fit = fit_camera(clip.motion.pair_forward[0], consistent)

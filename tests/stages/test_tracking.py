@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from conftest import make_clip, ready_stages, run_stages
 
-from pipeline.config import build_config
-from pipeline.sample_data import SampleSpec, ground_truth
-from pipeline.shard_runner import build_annotation_stages
-from pipeline.synthetic_video import Scene, SceneObject
-from stages.flow_backends import MissingWeightsError
-from stages.measuring_size import measuring_pixel
-from stages.trackers import CoTracker, FlowChainTracker, object_and_background_queries
+from motionpipe.pipeline.config import build_config
+from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
+from motionpipe.pipeline.shard_runner import build_annotation_stages
+from motionpipe.pipeline.synthetic_video import Scene, SceneObject
+from motionpipe.stages.flow_backends import MissingWeightsError
+from motionpipe.stages.measuring_size import measuring_pixel
+from motionpipe.stages.trackers import CoTracker, FlowChainTracker, object_and_background_queries
 
 PAN = (10.0, -4.0)  # %diag/s
 OBJECT = SceneObject(start=(0.35, 0.5), radius=0.2, velocity=(10.0, 3.0))

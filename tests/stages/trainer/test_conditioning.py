@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages.trainer.conditioning import (
+from motionpipe.stages.trainer.conditioning import (
     AdaptiveFeatureModulation,
     MotionEncoder,
     MotionScoreEmbedding,
