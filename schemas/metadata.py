@@ -102,7 +102,7 @@ COLUMNS: tuple[Column, ...] = (
     # track-based pseudo-labels (MotionStone)
     Column("tracker_backend", pa.string(), "Point tracker: 'flow_chain' (built in) or 'cotracker'; null if none."),
     Column("object_tracks", pa.int32(), "Tracks queried inside the first sample's object masks.", "tracks"),
-    Column("background_tracks", pa.int32(), "Tracks queried evenly over the background, off the object masks.", "tracks"),
+    Column("background_tracks", pa.int32(), "Tracks queried evenly over the background.", "tracks"),
     Column(
         "camera_track_motion",
         pa.float32(),
