@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from motionpipe.pipeline.inspect_run import read_metadata
-from motionpipe.pipeline.report_images import animated_gif, bar_chart, histogram, overlay_frames
+from motionpipe.pipeline.report_images import animated_gif, bar_chart, histogram, overlay_frames, scatter
 from motionpipe.pipeline.run_clips import RunClips
 from motionpipe.pipeline.run_outputs import SHARD_DONE, RunLayout
 from motionpipe.schemas.metadata import COLUMNS
@@ -127,7 +127,8 @@ def summary_section(table: pa.Table, layout: RunLayout, config: dict) -> str:
 
 
 def charts_section(table: pa.Table, folder: Path) -> str:
-    """Histograms of the measured columns (those with values) and bar charts of camera types and error reasons."""
+    """Histograms of the measured columns (those with values), bar charts of camera types and error reasons, and
+    object against camera motion per clip (what tells a dataset of moving things from one of moving cameras)."""
     figures = []
     ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
     for column in HISTOGRAM_COLUMNS:
@@ -142,6 +143,13 @@ def charts_section(table: pa.Table, folder: Path) -> str:
             labels, values = zip(*counts.most_common(), strict=True)
             bar_chart(folder / f"{column}.png", list(labels), list(values), name)
             figures.append((f"{column}.png", name))
+    motions = [np.array(ok.column(c).to_pylist(), dtype=float) for c in ("camera_motion", "object_motion")]
+    if motions[0].size:
+        unit = UNITS["object_motion"]
+        caption = f"object vs camera motion ({unit})"
+        axes = (f"camera_motion ({unit})", f"object_motion ({unit})")
+        scatter(folder / "object_vs_camera.png", *motions, caption, *axes)
+        figures.append(("object_vs_camera.png", caption))
     items = "".join(
         f"<figure><img src='{src}' alt='{html.escape(alt)}'><figcaption>{html.escape(alt)}</figcaption></figure>"
         for src, alt in figures

@@ -7,6 +7,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import motionpipe
 from PIL import Image
@@ -94,3 +95,24 @@ def test_a_clip_that_cannot_be_read_back_is_named_and_the_report_still_builds(an
     assert again.returncode == 0, again.stderr
     assert len(list((tmp_path / "r" / "gallery").iterdir())) == 1  # the earlier report was replaced as a whole
     assert motionpipe("report", str(tmp_path / "nothing")).returncode == 2
+
+
+def test_chart_axes_have_round_ticks_and_a_log_scale_where_counts_span_orders_of_magnitude():
+    from motionpipe.pipeline.report_images import log_ticks, nice_ticks, wants_log_scale
+
+    assert nice_ticks(37) == [0, 10, 20, 30, 40] and nice_ticks(0.8) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8])
+    assert nice_ticks(0) == [0, 1] and nice_ticks(2, whole=True) == [0, 1, 2]  # no half clips
+    assert log_ticks(1500) == [0, 1, 10, 100, 1000, 10000]
+    assert wants_log_scale([900, 12, 3]) and not wants_log_scale([40, 25, 3]) and not wants_log_scale([5, 0])
+
+
+def test_object_against_camera_motion_is_plotted_per_clip(report, annotated_run):
+    assert "object vs camera motion (%diag/s)" in "".join(parse(report).text)
+    with Image.open(report.parent / "object_vs_camera.png") as chart:
+        pixels = np.asarray(chart.convert("RGB"))
+    from motionpipe.pipeline.report_images import MARGIN, POINT_COLOUR
+
+    left, top, right, bottom = MARGIN
+    inside = pixels[top : pixels.shape[0] - bottom, left : pixels.shape[1] - right]
+    marks = np.all(inside == POINT_COLOUR, axis=-1)
+    assert marks.sum() >= 9 * 5  # a dot of at least 9 px per ok clip, some overlapping: most of the 11 show
