@@ -574,6 +574,8 @@ def interrupted_note(args: argparse.Namespace) -> str:
         return f"{saved} in {args.out}; rerun with --resume to continue"
     if args.command == "filter":
         return f"{args.to} may hold part of the selection; rerun with --overwrite"
+    if args.command == "pack":
+        return f"{args.shards} holds the shards finished so far: empty it and rerun"
     if args.command == "train-diffusion":
         return f"the checkpoints saved so far are in {args.out}; training does not resume: rerun to start over"
     return "nothing to resume: rerun the same command"

@@ -65,30 +65,36 @@ def fsspec_filesystem(location: str):
 
 
 class PipeStream(io.RawIOBase):
-    """The standard output of a shell command (webdataset's ``pipe:``); closing it waits for the command, and a
-    command that failed is an error with the end of what it wrote to standard error."""
+    """The standard output of a shell command (webdataset's ``pipe:``). Closing it after the end waits for the
+    command, and a command that failed is an error with the end of what it wrote to standard error; closing it
+    before the end (a reader that stopped early) ends the command instead."""
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=self.errors)
+        self.at_end = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        return self.process.stdout.readinto(buffer)
+        count = self.process.stdout.readinto(buffer)
+        self.at_end = self.at_end or count == 0
+        return count
 
     def close(self) -> None:
         if self.closed:
             return
+        if not self.at_end:
+            self.process.kill()
         self.process.stdout.close()
         status = self.process.wait()
         self.errors.seek(0)
         said = self.errors.read()[-300:].decode(errors="replace").strip()
         self.errors.close()
         super().close()
-        if status != 0:
+        if status != 0 and self.at_end:
             raise OSError(f"pipe command {self.command!r} exited with status {status}: {said}")
 
 

@@ -98,3 +98,10 @@ def test_annotate_reads_https_brace_ranges_and_pipes_end_to_end(served, tmp_path
         f"{url}/data/shards/sample-000000.tar", f"{url}/data/shards/sample-000001.tar",
         f"pipe:cat {shards / 'sample-000002.tar'}",
     }  # fmt: skip
+
+
+def test_a_reader_that_stops_early_ends_the_pipe_quietly(tmp_path):
+    write_tar(tmp_path / "big.tar", [(f"c{index}.mp4", b"x" * 200_000) for index in range(20)])
+    samples = iter_samples(f"pipe:cat {tmp_path / 'big.tar'}")
+    assert next(samples).key == "c0"
+    samples.close()  # the command is killed, which is no error of the shard's
