@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '2.14.1')" 2>/dev/null \
 		|| $(PYTHON) -m pip install $(TORCH)
-	$(PYTHON) -m pip install -e '.[dev,sam2]'
+	$(PYTHON) -m pip install -e '.[dev,sam2,diffusion]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -278,10 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     diffusion = commands.add_parser(
         "train-diffusion",
-        help="fine-tune the small video diffusion model on a run's conditions",
-        description="Fine-tune motionpipe's small video diffusion model (CPU-sized) on the clips of OUT that --where "
-        "selects, with every motion condition (scores, trajectories, masks, heatmap-weighted loss). Writes "
-        "CKPT/denoiser.safetensors and CKPT/denoiser.json. OUT must be annotated with --conditions all.",
+        help="fine-tune a video diffusion model (Stable Video Diffusion with --model) on a run's conditions",
+        description="Fine-tune an image-to-video diffusion model on the clips of OUT that --where selects, with every "
+        "motion condition (object and camera scores, motion mask, region trajectories, MotiF's heatmap-weighted "
+        "loss). --model DIR: a local diffusers Stable Video Diffusion folder (unet/, vae/, image_encoder/), LoRA "
+        "(--lora-rank) or full fine-tuning of its UNet; writes CKPT/motion_svd.safetensors and .json. Without "
+        "--model: motionpipe's small CPU-sized denoiser (CKPT/denoiser.*). OUT must be annotated with "
+        "--conditions all.",
+    )
+    diffusion.add_argument("--model", default="", metavar="DIR", help="local diffusers SVD folder to fine-tune")
+    diffusion.add_argument(
+        "--lora-rank", type=int, default=0, help="with --model: LoRA rank (default 0: fine-tune the whole UNet)"
     )
     diffusion.add_argument("run", metavar="OUT", help="annotate output directory (with conditions)")
     diffusion.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder")
@@ -516,7 +523,7 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
         data = TrainingDataConfig(args.run, args.where, args.shards, args.frames, width, height, scores, seed=args.seed)
         config = DiffusionTrainConfig(
             data, steps=args.steps, batch_size=args.batch_size, focal_weight=args.focal_weight, workers=args.workers,
-            seed=args.seed,
+            seed=args.seed, model_dir=args.model, lora_rank=args.lora_rank,
         )  # fmt: skip
         with tqdm(total=args.steps, unit="step", desc="train-diffusion", file=sys.stderr) as bar:
 

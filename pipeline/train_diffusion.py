@@ -1,8 +1,11 @@
-"""``motionpipe train-diffusion``: fine-tune the small video diffusion model on an annotated run's conditions.
+"""``motionpipe train-diffusion``: fine-tune a video diffusion model on an annotated run's conditions.
 
-Noise prediction (DDPM) on encoded latents, loss = MotiF's motion focal loss. Progress is judged on a
-fixed probe (the first batch, with fixed noise and timesteps), so 'the loss dropped' compares like with
-like instead of two random draws. Checkpoints: ``OUT/denoiser.safetensors`` + ``OUT/denoiser.json``.
+With ``model_dir`` (``--model DIR``): a local diffusers Stable Video Diffusion folder, its UNet fine-tuned
+(LoRA or in full) with the motion scores, the motion conditions and MotiF's focal loss on SVD's own objective
+(``stages/trainer/svd.py``); checkpoints ``OUT/motion_svd.safetensors`` (the trained parameters) +
+``OUT/motion_svd.json``. Without it: the small built-in denoiser (noise prediction on pooled latents), a
+fixture for tests and quick checks; checkpoints ``OUT/denoiser.*``. Progress is judged on a fixed probe (the
+first batch, with fixed noise), so 'the loss dropped' compares like with like instead of two random draws.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,12 +25,15 @@ from motionpipe.stages.trainer.conditioning import motion_focal_loss
 from motionpipe.stages.trainer.video_diffusion import DenoiserConfig, NoiseSchedule, TinyVideoDenoiser, encode_latents
 
 WEIGHTS_FILE, META_FILE = "denoiser.safetensors", "denoiser.json"
+SVD_WEIGHTS_FILE, SVD_META_FILE = "motion_svd.safetensors", "motion_svd.json"
 
 
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
     """steps: optimiser steps. batch_size: clips per step. learning_rate: Adam's. focal_weight: MotiF's lambda.
-    workers: dataloader processes. checkpoint_every: steps between checkpoints (and at the end)."""
+    workers: dataloader processes. checkpoint_every: steps between checkpoints (and at the end).
+    model_dir: a local diffusers SVD folder to fine-tune (empty: the built-in small denoiser). lora_rank: LoRA's
+    rank on its attention projections (0: full fine-tuning of its UNet)."""
 
     data: TrainingDataConfig
     model: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -37,10 +44,14 @@ class DiffusionTrainConfig:
     workers: int = 0
     checkpoint_every: int = 100
     seed: int = 0
+    model_dir: str = ""
+    lora_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, batch_size and checkpoint_every must be >= 1")
+        if self.lora_rank < 0 or (self.lora_rank and not self.model_dir):
+            raise ValueError("lora_rank must be >= 0, and applies to a --model only")
         if self.focal_weight < 0 or self.learning_rate <= 0:
             raise ValueError("focal_weight must be >= 0 and learning_rate > 0")
 
@@ -63,32 +74,68 @@ def batches(dataset: MotionTrainingDataset, config: DiffusionTrainConfig) -> Ite
         epoch += 1
 
 
-def diffusion_loss(
-    model: TinyVideoDenoiser,
-    schedule: NoiseSchedule,
-    batch: dict,
-    config: DiffusionTrainConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Noise the batch's latents at random steps and score the model's noise prediction with MotiF's loss."""
-    latents = encode_latents(batch["frames"], config.data.latent_temporal, config.data.latent_spatial)
-    noise = torch.randn(latents.shape, generator=generator)
-    timesteps = torch.randint(0, schedule.steps, (len(latents),), generator=generator)
-    predicted = model(schedule.add_noise(latents, noise, timesteps), timesteps, batch)
-    return motion_focal_loss(predicted, noise, batch["heatmap"], config.focal_weight)
+class Trainee(Protocol):
+    """What the loop trains: a loss per batch (random draws from ``generator``), its parameters, its checkpoint."""
+
+    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def save(self, folder: Path, meta: dict) -> None: ...
 
 
-def probe_loss(model: TinyVideoDenoiser, schedule: NoiseSchedule, batch: dict, config: DiffusionTrainConfig) -> float:
-    with torch.no_grad():
-        return diffusion_loss(model, schedule, batch, config, torch.Generator().manual_seed(config.seed + 1)).item()
+class ToyTrainee:
+    """The built-in small denoiser: DDPM noise prediction on pooled latents."""
+
+    def __init__(self, config: DiffusionTrainConfig) -> None:
+        self.config = config
+        self.model, self.schedule = TinyVideoDenoiser(config.model), NoiseSchedule(config.model.diffusion_steps)
+
+    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """Noise the batch's latents at random steps and score the noise prediction with MotiF's loss."""
+        data = self.config.data
+        latents = encode_latents(batch["frames"], data.latent_temporal, data.latent_spatial)
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, self.schedule.steps, (len(latents),), generator=generator)
+        predicted = self.model(self.schedule.add_noise(latents, noise, timesteps), timesteps, batch)
+        return motion_focal_loss(predicted, noise, batch["heatmap"], self.config.focal_weight)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return self.model.parameters()
+
+    def save(self, folder: Path, meta: dict) -> None:
+        state = {name: tensor.detach().contiguous() for name, tensor in self.model.state_dict().items()}
+        save_checkpoint(folder, WEIGHTS_FILE, META_FILE, state, meta | {"model": asdict(self.config.model)})
 
 
-def save_denoiser(folder: Path, model: TinyVideoDenoiser, meta: dict) -> None:
+class SvdTrainee:
+    """A local Stable Video Diffusion's UNet with motionpipe's conditions (stages/trainer/svd.py)."""
+
+    def __init__(self, config: DiffusionTrainConfig) -> None:
+        from motionpipe.stages.trainer.svd import MotionSvd, load_svd
+
+        self.config = config
+        self.parts = load_svd(config.model_dir)
+        self.model = MotionSvd(self.parts.unet, config.lora_rank)
+
+    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        from motionpipe.stages.trainer.svd import svd_focal_loss
+
+        return svd_focal_loss(self.model, self.parts, batch, self.config.focal_weight, generator)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return (parameter for parameter in self.model.parameters() if parameter.requires_grad)
+
+    def save(self, folder: Path, meta: dict) -> None:
+        svd = {"model_dir": str(Path(self.config.model_dir).resolve()), "lora_rank": self.config.lora_rank}
+        save_checkpoint(folder, SVD_WEIGHTS_FILE, SVD_META_FILE, self.model.trainable_state(), meta | svd)
+
+
+def save_checkpoint(folder: Path, weights: str, meta_file: str, state: dict, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
-    write_atomically(folder / META_FILE, lambda path: path.write_text(json.dumps(meta, indent=2, default=str) + "\n"))
+    write_atomically(folder / weights, lambda path: save_file(state, str(path)))
+    write_atomically(folder / meta_file, lambda path: path.write_text(json.dumps(meta, indent=2, default=str) + "\n"))
 
 
 def load_denoiser(folder: str | Path) -> tuple[TinyVideoDenoiser, dict]:
@@ -100,6 +147,21 @@ def load_denoiser(folder: str | Path) -> tuple[TinyVideoDenoiser, dict]:
     return model, meta
 
 
+def load_motion_svd(folder: str | Path):
+    """(MotionSvd, SvdParts, meta) of a checkpoint: the SVD folder it names, with the trained parameters on it."""
+    from safetensors.torch import load_file
+
+    from motionpipe.stages.trainer.svd import MotionSvd, load_svd
+
+    meta = json.loads((Path(folder) / SVD_META_FILE).read_text())
+    parts = load_svd(meta["model_dir"])
+    model = MotionSvd(parts.unet, meta["lora_rank"])
+    unexpected = model.load_state_dict(load_file(str(Path(folder) / SVD_WEIGHTS_FILE)), strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{folder} holds parameters this model does not have: {unexpected[:3]}")
+    return model, parts, meta
+
+
 def train_diffusion(
     config: DiffusionTrainConfig, out: str | Path, on_step: Callable[[int, float], None] | None = None
 ) -> DiffusionTrainResult:
@@ -108,17 +170,22 @@ def train_diffusion(
     dataset = MotionTrainingDataset(config.data)
     if len(dataset) == 0:
         raise ValueError(f"the selection {config.data.where!r} holds no clip to train on (with scores and conditions)")
-    model, schedule = TinyVideoDenoiser(config.model), NoiseSchedule(config.model.diffusion_steps)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    trainee: Trainee = SvdTrainee(config) if config.model_dir else ToyTrainee(config)
+    optimizer = torch.optim.Adam(trainee.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     stream = batches(dataset, config)
     probe = next(stream)
-    before = probe_loss(model, schedule, probe, config)
+
+    def probe_loss() -> float:
+        with torch.no_grad():
+            return trainee.loss(probe, torch.Generator().manual_seed(config.seed + 1)).item()
+
+    before = probe_loss()
     losses = []
-    meta = {"data": asdict(config.data), "model": asdict(config.model), "train": asdict(config) | {"data": None}}
+    meta = {"data": asdict(config.data), "train": asdict(config) | {"data": None}}
     for step in range(1, config.steps + 1):
         batch = probe if step == 1 else next(stream)
-        loss = diffusion_loss(model, schedule, batch, config, generator)
+        loss = trainee.loss(batch, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -126,5 +193,5 @@ def train_diffusion(
         if on_step is not None:
             on_step(step, losses[-1])
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_denoiser(Path(out), model, meta | {"step": step, "losses": losses})
-    return DiffusionTrainResult(losses, before, probe_loss(model, schedule, probe, config), len(dataset))
+            trainee.save(Path(out), meta | {"step": step, "losses": losses})
+    return DiffusionTrainResult(losses, before, probe_loss(), len(dataset))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from conftest import motionpipe
 
-from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, diffusion_loss, load_denoiser, train_diffusion
+from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, ToyTrainee, load_denoiser, train_diffusion
 from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
-from motionpipe.stages.trainer.video_diffusion import NoiseSchedule
 
 
 def test_twenty_steps_lower_the_loss_and_the_checkpoint_reloads(annotated_run, tmp_path):
@@ -20,9 +19,10 @@ def test_twenty_steps_lower_the_loss_and_the_checkpoint_reloads(annotated_run, t
     model, meta = load_denoiser(tmp_path / "ckpt")
     assert meta["step"] == 20 and meta["data"]["score_columns"] == ["object_motion", "camera_motion"]
     batch = next(iter(torch.utils.data.DataLoader(MotionTrainingDataset(data), batch_size=2)))
-    schedule = NoiseSchedule(config.model.diffusion_steps)
+    trainee = ToyTrainee(config)
+    trainee.model = model
     with torch.no_grad():
-        reloaded = diffusion_loss(model, schedule, batch, config, torch.Generator().manual_seed(config.seed + 1))
+        reloaded = trainee.loss(batch, torch.Generator().manual_seed(config.seed + 1))
     assert reloaded.item() == result.probe_after
 
 
