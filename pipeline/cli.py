@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion.add_argument(
         "--lora-rank", type=int, default=0, help="with --model: LoRA rank (default 0: fine-tune the whole UNet)"
     )
+    diffusion.add_argument(
+        "--replicas", type=int, default=0, help="data-parallel Ray Train workers (default 0: train in this process); "
+        "--out must be seen by all"
+    )
+    diffusion.add_argument("--gpu", action="store_true", help="with --replicas: one GPU per worker")
+    diffusion.add_argument("--address", help="with --replicas: Ray cluster to join (default: start a local one)")
     diffusion.add_argument("run", metavar="OUT", help="annotate output directory (with conditions)")
     diffusion.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder")
     diffusion.add_argument("--where", default="status == 'ok'", help="filter expression (see `filter`)")
@@ -512,7 +518,7 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from motionpipe.pipeline.filter_expression import ExpressionError
-    from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion
+    from motionpipe.pipeline.train_diffusion import DiffusionTrainConfig, train_diffusion, train_diffusion_on_ray
     from motionpipe.pipeline.training_dataset import TrainingDataConfig
 
     try:
@@ -525,13 +531,17 @@ def run_train_diffusion(args: argparse.Namespace) -> int:
             data, steps=args.steps, batch_size=args.batch_size, focal_weight=args.focal_weight, workers=args.workers,
             seed=args.seed, model_dir=args.model, lora_rank=args.lora_rank,
         )  # fmt: skip
-        with tqdm(total=args.steps, unit="step", desc="train-diffusion", file=sys.stderr) as bar:
+        if args.replicas:
+            print(f"training on {args.replicas} Ray Train workers ...", file=sys.stderr)
+            result = train_diffusion_on_ray(config, args.out, args.replicas, args.gpu, args.address)
+        else:
+            with tqdm(total=args.steps, unit="step", desc="train-diffusion", file=sys.stderr) as bar:
 
-            def show(_: int, loss: float) -> None:
-                bar.update()
-                bar.set_postfix(loss=f"{loss:.4f}")
+                def show(_: int, loss: float) -> None:
+                    bar.update()
+                    bar.set_postfix(loss=f"{loss:.4f}")
 
-            result = train_diffusion(config, args.out, show)
+                result = train_diffusion(config, args.out, show)
     except (ValueError, ExpressionError, FileNotFoundError) as error:
         print(f"motionpipe train-diffusion: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from motionpipe.pipeline.run_outputs import write_atomically
+from motionpipe.pipeline.train_estimator import IN_PROCESS, Replica
 from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
 from motionpipe.stages.trainer.conditioning import motion_focal_loss
 from motionpipe.stages.trainer.video_diffusion import DenoiserConfig, NoiseSchedule, TinyVideoDenoiser, encode_latents
@@ -84,51 +85,62 @@ class Trainee(Protocol):
     def save(self, folder: Path, meta: dict) -> None: ...
 
 
+def on_device(batch: dict, device: str) -> dict:
+    """The batch's tensors on ``device`` (keys and captions as they are)."""
+    return {name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
+
+
 class ToyTrainee:
     """The built-in small denoiser: DDPM noise prediction on pooled latents."""
 
-    def __init__(self, config: DiffusionTrainConfig) -> None:
-        self.config = config
-        self.model, self.schedule = TinyVideoDenoiser(config.model), NoiseSchedule(config.model.diffusion_steps)
+    def __init__(self, config: DiffusionTrainConfig, replica: Replica = IN_PROCESS) -> None:
+        self.config, self.device = config, replica.device
+        self.core = TinyVideoDenoiser(config.model).to(replica.device)
+        self.model, self.schedule = replica.wrap(self.core), NoiseSchedule(config.model.diffusion_steps)
 
     def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Noise the batch's latents at random steps and score the noise prediction with MotiF's loss."""
-        data = self.config.data
+        data, batch = self.config.data, on_device(batch, self.device)
         latents = encode_latents(batch["frames"], data.latent_temporal, data.latent_spatial)
-        noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, self.schedule.steps, (len(latents),), generator=generator)
+        noise = torch.randn(latents.shape, generator=generator).to(self.device)
+        timesteps = torch.randint(0, self.schedule.steps, (len(latents),), generator=generator).to(self.device)
         predicted = self.model(self.schedule.add_noise(latents, noise, timesteps), timesteps, batch)
         return motion_focal_loss(predicted, noise, batch["heatmap"], self.config.focal_weight)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return self.model.parameters()
+        return self.core.parameters()
 
     def save(self, folder: Path, meta: dict) -> None:
-        state = {name: tensor.detach().contiguous() for name, tensor in self.model.state_dict().items()}
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.core.state_dict().items()}
         save_checkpoint(folder, WEIGHTS_FILE, META_FILE, state, meta | {"model": asdict(self.config.model)})
 
 
 class SvdTrainee:
     """A local Stable Video Diffusion's UNet with motionpipe's conditions (stages/trainer/svd.py)."""
 
-    def __init__(self, config: DiffusionTrainConfig) -> None:
+    def __init__(self, config: DiffusionTrainConfig, replica: Replica = IN_PROCESS) -> None:
         from motionpipe.stages.trainer.svd import MotionSvd, load_svd
 
-        self.config = config
+        self.config, self.device = config, replica.device
         self.parts = load_svd(config.model_dir)
-        self.model = MotionSvd(self.parts.unet, config.lora_rank)
+        self.parts.vae.to(replica.device)
+        self.parts.image_encoder.to(replica.device)
+        self.core = MotionSvd(self.parts.unet, config.lora_rank).to(replica.device)
+        self.model = replica.wrap(self.core)
 
     def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         from motionpipe.stages.trainer.svd import svd_focal_loss
 
+        batch = on_device(batch, self.device)
         return svd_focal_loss(self.model, self.parts, batch, self.config.focal_weight, generator)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return (parameter for parameter in self.model.parameters() if parameter.requires_grad)
+        return (parameter for parameter in self.core.parameters() if parameter.requires_grad)
 
     def save(self, folder: Path, meta: dict) -> None:
         svd = {"model_dir": str(Path(self.config.model_dir).resolve()), "lora_rank": self.config.lora_rank}
-        save_checkpoint(folder, SVD_WEIGHTS_FILE, SVD_META_FILE, self.model.trainable_state(), meta | svd)
+        state = {name: tensor.cpu() for name, tensor in self.core.trainable_state().items()}
+        save_checkpoint(folder, SVD_WEIGHTS_FILE, SVD_META_FILE, state, meta | svd)
 
 
 def save_checkpoint(folder: Path, weights: str, meta_file: str, state: dict, meta: dict) -> None:
@@ -163,14 +175,19 @@ def load_motion_svd(folder: str | Path):
 
 
 def train_diffusion(
-    config: DiffusionTrainConfig, out: str | Path, on_step: Callable[[int, float], None] | None = None
+    config: DiffusionTrainConfig,
+    out: str | Path,
+    on_step: Callable[[int, float], None] | None = None,
+    replica: Replica = IN_PROCESS,
 ) -> DiffusionTrainResult:
-    """Fine-tune for ``config.steps`` steps; ``on_step(step, loss)`` hears of each."""
+    """Fine-tune for ``config.steps`` steps; ``on_step(step, loss)`` hears of each. Under Ray Train (``replica``)
+    each worker reads its share of every epoch (the dataset follows torch.distributed's rank) and rank 0 writes
+    the checkpoints."""
     torch.manual_seed(config.seed)
     dataset = MotionTrainingDataset(config.data)
     if len(dataset) == 0:
         raise ValueError(f"the selection {config.data.where!r} holds no clip to train on (with scores and conditions)")
-    trainee: Trainee = SvdTrainee(config) if config.model_dir else ToyTrainee(config)
+    trainee: Trainee = (SvdTrainee if config.model_dir else ToyTrainee)(config, replica)
     optimizer = torch.optim.Adam(trainee.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     stream = batches(dataset, config)
@@ -192,6 +209,24 @@ def train_diffusion(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step, losses[-1])
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if replica.rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
             trainee.save(Path(out), meta | {"step": step, "losses": losses})
     return DiffusionTrainResult(losses, before, probe_loss(), len(dataset))
+
+
+def _train_worker(settings: dict) -> DiffusionTrainResult:
+    """Runs in every Ray Train worker: the same loop with this worker's rank, device and DDP wrapper."""
+    from motionpipe.pipeline.ray_train import this_replica
+
+    return train_diffusion(settings["config"], settings["out"], replica=this_replica())
+
+
+def train_diffusion_on_ray(
+    config: DiffusionTrainConfig, out: str | Path, workers: int, use_gpu: bool = False, address: str | None = None
+) -> DiffusionTrainResult:
+    """``workers`` data-parallel replicas (one GPU each with ``use_gpu``) -> rank 0's result."""
+    from motionpipe.pipeline.ray_train import fit_on_ray
+
+    folder = str(Path(out).resolve())
+    return fit_on_ray(_train_worker, lambda: {"config": config, "out": folder}, "train-diffusion", folder, workers,
+                      use_gpu, address)  # fmt: skip

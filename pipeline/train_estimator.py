@@ -82,6 +82,9 @@ class Replica:
     wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
 
 
+IN_PROCESS = Replica()  # training in this process alone
+
+
 def save_training_state(folder: Path, optimiser: torch.optim.Optimizer, step: int, rng: np.random.Generator) -> None:
     """Optimiser tensors in safetensors, the rest in JSON: resuming never unpickles."""
     from safetensors.torch import save_file
@@ -116,7 +119,7 @@ def train_estimator(
     pairs_file: str | None = None,
     resume: bool = False,
     on_step: Callable[[int, float], None] | None = None,
-    replica: Replica = Replica(),
+    replica: Replica = IN_PROCESS,
 ) -> dict:
     """Train, checkpoint and return a summary (losses, split sizes, checkpoint version)."""
     if config.batch_pairs < replica.world:

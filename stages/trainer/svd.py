@@ -154,16 +154,20 @@ def svd_focal_loss(
     (v-prediction), scored against the clean latents with MotiF's heatmap weighting."""
     frames = batch["frames"]  # [B, F, 3, H, W] in [-1, 1]
     count, length = frames.shape[:2]
+
+    def normal(*shape: int) -> torch.Tensor:  # drawn on the CPU generator, used where the batch is
+        return torch.randn(shape, generator=generator).to(frames.device)
+
     with torch.no_grad():
         scale = parts.vae.config.scaling_factor
         latents = parts.vae.encode(frames.flatten(0, 1)).latent_dist.sample(generator) * scale
         latents = latents.unflatten(0, (count, length))
-        first = batch["first_frame"] + NOISE_AUGMENTATION * torch.randn(batch["first_frame"].shape, generator=generator)
+        first = batch["first_frame"] + NOISE_AUGMENTATION * normal(*batch["first_frame"].shape)
         image_latents = parts.vae.encode(first).latent_dist.mode()[:, None].expand(-1, length, -1, -1, -1)
         context = clip_embeddings(parts.image_encoder, batch["first_frame"])
     latent_size = latents.shape[-2:]
-    sigmas = torch.exp(EDM_P_MEAN + EDM_P_STD * torch.randn(count, generator=generator))[:, None, None, None, None]
-    noisy = latents + torch.randn(latents.shape, generator=generator) * sigmas
+    sigmas = torch.exp(EDM_P_MEAN + EDM_P_STD * normal(count))[:, None, None, None, None]
+    noisy = latents + normal(*latents.shape) * sigmas
     prediction = model(
         noisy / (sigmas**2 + 1).sqrt(),
         image_latents,

@@ -108,3 +108,14 @@ def test_the_command_line_fine_tunes_a_local_svd_folder(annotated_run, svd_folde
     assert done.returncode == 0, done.stderr
     assert "2 steps on 11 clips" in done.stdout and (tmp_path / "ckpt" / "motion_svd.safetensors").is_file()
     assert "Loading weights" not in done.stderr  # the libraries' own progress bars stay off
+
+
+def test_ray_train_runs_the_same_fine_tune_on_two_workers(annotated_run, svd_folder, tmp_path):
+    from motionpipe.pipeline.train_diffusion import train_diffusion_on_ray
+
+    data = data_config(annotated_run)
+    config = DiffusionTrainConfig(data, steps=2, batch_size=1, model_dir=str(svd_folder), lora_rank=4)
+    result = train_diffusion_on_ray(config, tmp_path / "ckpt", workers=2)
+    assert len(result.losses) == 2 and result.clips == 11
+    _, _, meta = load_motion_svd(tmp_path / "ckpt")
+    assert meta["step"] == 2 and meta["losses"] == result.losses
