@@ -278,15 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     diffusion = commands.add_parser(
         "train-diffusion",
-        help="fine-tune a video diffusion model (Stable Video Diffusion with --model) on a run's conditions",
+        help="fine-tune Stable Video Diffusion on a run's motion conditions",
         description="Fine-tune an image-to-video diffusion model on the clips of OUT that --where selects, with every "
         "motion condition (object and camera scores, motion mask, region trajectories, MotiF's heatmap-weighted "
         "loss). --model DIR: a local diffusers Stable Video Diffusion folder (unet/, vae/, image_encoder/), LoRA "
-        "(--lora-rank) or full fine-tuning of its UNet; writes CKPT/motion_svd.safetensors and .json. Without "
-        "--model: motionpipe's small CPU-sized denoiser (CKPT/denoiser.*). OUT must be annotated with "
-        "--conditions all.",
+        "(--lora-rank) or full fine-tuning of its UNet; writes CKPT/motion_svd.safetensors and .json. OUT must "
+        "be annotated with --conditions all.",
     )
-    diffusion.add_argument("--model", default="", metavar="DIR", help="local diffusers SVD folder to fine-tune")
+    diffusion.add_argument("--model", required=True, metavar="DIR", help="local diffusers SVD folder to fine-tune")
     diffusion.add_argument(
         "--lora-rank", type=int, default=0, help="with --model: LoRA rank (default 0: fine-tune the whole UNet)"
     )

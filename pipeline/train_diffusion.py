@@ -1,20 +1,17 @@
-"""``motionpipe train-diffusion``: fine-tune a video diffusion model on an annotated run's conditions.
-
-With ``model_dir`` (``--model DIR``): a local diffusers Stable Video Diffusion folder, its UNet fine-tuned
-(LoRA or in full) with the motion scores, the motion conditions and MotiF's focal loss on SVD's own objective
-(``stages/trainer/svd.py``); checkpoints ``OUT/motion_svd.safetensors`` (the trained parameters) +
-``OUT/motion_svd.json``. Without it: the small built-in denoiser (noise prediction on pooled latents), a
-fixture for tests and quick checks; checkpoints ``OUT/denoiser.*``. Progress is judged on a fixed probe (the
-first batch, with fixed noise), so 'the loss dropped' compares like with like instead of two random draws.
+"""``motionpipe train-diffusion``: fine-tune a local diffusers Stable Video Diffusion (``--model DIR``) on an
+annotated run's conditions: its UNet (LoRA or in full) with the motion scores, the motion conditions and MotiF's
+focal loss on SVD's own objective (``stages/trainer/svd.py``), in this process or data-parallel through Ray Train.
+Checkpoints: ``OUT/motion_svd.safetensors`` (the trained parameters) + ``OUT/motion_svd.json``. Progress is judged
+on a fixed probe (the first batch, with fixed noise), so 'the loss dropped' compares like with like instead of
+two random draws.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -22,10 +19,7 @@ from torch.utils.data import DataLoader
 from motionpipe.pipeline.run_outputs import write_atomically
 from motionpipe.pipeline.train_estimator import IN_PROCESS, Replica
 from motionpipe.pipeline.training_dataset import MotionTrainingDataset, TrainingDataConfig
-from motionpipe.stages.trainer.conditioning import motion_focal_loss
-from motionpipe.stages.trainer.video_diffusion import DenoiserConfig, NoiseSchedule, TinyVideoDenoiser, encode_latents
 
-WEIGHTS_FILE, META_FILE = "denoiser.safetensors", "denoiser.json"
 SVD_WEIGHTS_FILE, SVD_META_FILE = "motion_svd.safetensors", "motion_svd.json"
 
 
@@ -33,11 +27,11 @@ SVD_WEIGHTS_FILE, SVD_META_FILE = "motion_svd.safetensors", "motion_svd.json"
 class DiffusionTrainConfig:
     """steps: optimiser steps. batch_size: clips per step. learning_rate: Adam's. focal_weight: MotiF's lambda.
     workers: dataloader processes. checkpoint_every: steps between checkpoints (and at the end).
-    model_dir: a local diffusers SVD folder to fine-tune (empty: the built-in small denoiser). lora_rank: LoRA's
-    rank on its attention projections (0: full fine-tuning of its UNet)."""
+    model_dir: the local diffusers SVD folder to fine-tune. lora_rank: LoRA's rank on its attention projections
+    (0: full fine-tuning of its UNet)."""
 
     data: TrainingDataConfig
-    model: DenoiserConfig = field(default_factory=DenoiserConfig)
+    model_dir: str
     steps: int = 20
     batch_size: int = 2
     learning_rate: float = 2e-3
@@ -45,14 +39,15 @@ class DiffusionTrainConfig:
     workers: int = 0
     checkpoint_every: int = 100
     seed: int = 0
-    model_dir: str = ""
     lora_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, batch_size and checkpoint_every must be >= 1")
-        if self.lora_rank < 0 or (self.lora_rank and not self.model_dir):
-            raise ValueError("lora_rank must be >= 0, and applies to a --model only")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+        if not self.model_dir:
+            raise ValueError("a model to fine-tune is needed: --model DIR, a local diffusers SVD folder")
         if self.focal_weight < 0 or self.learning_rate <= 0:
             raise ValueError("focal_weight must be >= 0 and learning_rate > 0")
 
@@ -75,44 +70,9 @@ def batches(dataset: MotionTrainingDataset, config: DiffusionTrainConfig) -> Ite
         epoch += 1
 
 
-class Trainee(Protocol):
-    """What the loop trains: a loss per batch (random draws from ``generator``), its parameters, its checkpoint."""
-
-    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor: ...
-
-    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
-
-    def save(self, folder: Path, meta: dict) -> None: ...
-
-
 def on_device(batch: dict, device: str) -> dict:
     """The batch's tensors on ``device`` (keys and captions as they are)."""
     return {name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
-
-
-class ToyTrainee:
-    """The built-in small denoiser: DDPM noise prediction on pooled latents."""
-
-    def __init__(self, config: DiffusionTrainConfig, replica: Replica = IN_PROCESS) -> None:
-        self.config, self.device = config, replica.device
-        self.core = TinyVideoDenoiser(config.model).to(replica.device)
-        self.model, self.schedule = replica.wrap(self.core), NoiseSchedule(config.model.diffusion_steps)
-
-    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """Noise the batch's latents at random steps and score the noise prediction with MotiF's loss."""
-        data, batch = self.config.data, on_device(batch, self.device)
-        latents = encode_latents(batch["frames"], data.latent_temporal, data.latent_spatial)
-        noise = torch.randn(latents.shape, generator=generator).to(self.device)
-        timesteps = torch.randint(0, self.schedule.steps, (len(latents),), generator=generator).to(self.device)
-        predicted = self.model(self.schedule.add_noise(latents, noise, timesteps), timesteps, batch)
-        return motion_focal_loss(predicted, noise, batch["heatmap"], self.config.focal_weight)
-
-    def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return self.core.parameters()
-
-    def save(self, folder: Path, meta: dict) -> None:
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.core.state_dict().items()}
-        save_checkpoint(folder, WEIGHTS_FILE, META_FILE, state, meta | {"model": asdict(self.config.model)})
 
 
 class SvdTrainee:
@@ -138,25 +98,14 @@ class SvdTrainee:
         return (parameter for parameter in self.core.parameters() if parameter.requires_grad)
 
     def save(self, folder: Path, meta: dict) -> None:
-        svd = {"model_dir": str(Path(self.config.model_dir).resolve()), "lora_rank": self.config.lora_rank}
+        """The trained parameters and what rebuilds the model around them (its folder, the LoRA rank)."""
+        from safetensors.torch import save_file
+
         state = {name: tensor.cpu() for name, tensor in self.core.trainable_state().items()}
-        save_checkpoint(folder, SVD_WEIGHTS_FILE, SVD_META_FILE, state, meta | svd)
-
-
-def save_checkpoint(folder: Path, weights: str, meta_file: str, state: dict, meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    write_atomically(folder / weights, lambda path: save_file(state, str(path)))
-    write_atomically(folder / meta_file, lambda path: path.write_text(json.dumps(meta, indent=2, default=str) + "\n"))
-
-
-def load_denoiser(folder: str | Path) -> tuple[TinyVideoDenoiser, dict]:
-    from safetensors.torch import load_file
-
-    meta = json.loads((Path(folder) / META_FILE).read_text())
-    model = TinyVideoDenoiser(DenoiserConfig(**meta["model"]))
-    model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
-    return model, meta
+        meta = meta | {"model_dir": str(Path(self.config.model_dir).resolve()), "lora_rank": self.config.lora_rank}
+        write_atomically(folder / SVD_WEIGHTS_FILE, lambda path: save_file(state, str(path)))
+        text = json.dumps(meta, indent=2, default=str) + "\n"
+        write_atomically(folder / SVD_META_FILE, lambda path: path.write_text(text))
 
 
 def load_motion_svd(folder: str | Path):
@@ -187,7 +136,7 @@ def train_diffusion(
     dataset = MotionTrainingDataset(config.data)
     if len(dataset) == 0:
         raise ValueError(f"the selection {config.data.where!r} holds no clip to train on (with scores and conditions)")
-    trainee: Trainee = (SvdTrainee if config.model_dir else ToyTrainee)(config, replica)
+    trainee = SvdTrainee(config, replica)
     optimizer = torch.optim.Adam(trainee.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     stream = batches(dataset, config)

@@ -158,3 +158,37 @@ def annotated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = annotate(resolve_shards([str(root / "shards")]), root / "out", config, SilentProgress(), local=True)
     assert not result.failed
     return root
+
+
+def tiny_svd_folder(folder: Path) -> Path:
+    """A diffusers Stable Video Diffusion folder with the real classes at a size a CPU test can train: unet/, vae/,
+    image_encoder/ (random weights)."""
+    import torch
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    UNetSpatioTemporalConditionModel(
+        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, cross_attention_dim=32,
+        num_attention_heads=(2, 4), num_frames=8,
+    ).save_pretrained(folder / "unet")  # fmt: skip
+    AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), latent_channels=4
+    ).save_pretrained(folder / "vae")
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=32,
+        projection_dim=32,
+    )  # fmt: skip
+    CLIPVisionModelWithProjection(vision).save_pretrained(folder / "image_encoder")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_svd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_svd_folder`` once per session; skipped when the diffusion extra is not installed."""
+    for package in ("diffusers", "transformers", "peft"):
+        pytest.importorskip(package, reason="the diffusion extra is not installed (pip install -e '.[diffusion]')")
+    return tiny_svd_folder(tmp_path_factory.mktemp("svd"))

@@ -20,42 +20,13 @@ from motionpipe.pipeline.training_dataset import MotionTrainingDataset, Training
 from motionpipe.stages.trainer.svd import CONDITION_CHANNELS, MotionSvd, load_svd  # noqa: E402
 
 
-def tiny_svd_folder(folder: Path) -> Path:
-    """A diffusers SVD folder with the real classes at a size a CPU test can train: unet/, vae/, image_encoder/."""
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    UNetSpatioTemporalConditionModel(
-        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, cross_attention_dim=32,
-        num_attention_heads=(2, 4), num_frames=8,
-    ).save_pretrained(folder / "unet")  # fmt: skip
-    AutoencoderKLTemporalDecoder(
-        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), latent_channels=4
-    ).save_pretrained(folder / "vae")
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=32,
-        projection_dim=32,
-    )  # fmt: skip
-    CLIPVisionModelWithProjection(vision).save_pretrained(folder / "image_encoder")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def svd_folder(tmp_path_factory) -> Path:
-    return tiny_svd_folder(tmp_path_factory.mktemp("svd"))
-
-
 def data_config(annotated_run: Path) -> TrainingDataConfig:
     return TrainingDataConfig(str(annotated_run / "out"), score_columns=("object_motion", "camera_motion"), width=32,
                               height=32)  # fmt: skip
 
 
-def test_the_motion_inputs_start_at_zero_so_step_0_is_the_pretrained_model(svd_folder):
-    parts = load_svd(svd_folder)
+def test_the_motion_inputs_start_at_zero_so_step_0_is_the_pretrained_model(tiny_svd):
+    parts = load_svd(tiny_svd)
     generator = torch.Generator().manual_seed(1)
     latents = torch.randn(2, 8, 8, 16, 16, generator=generator)  # noisy + image latents, as SVD's UNet takes them
     context, noise_levels = torch.randn(2, 1, 32, generator=generator), torch.tensor([0.3, -0.2])
@@ -73,10 +44,10 @@ def test_the_motion_inputs_start_at_zero_so_step_0_is_the_pretrained_model(svd_f
 
 
 @pytest.mark.parametrize("lora_rank", [4, 0])
-def test_fine_tuning_lowers_the_loss_and_the_checkpoint_reloads(annotated_run, svd_folder, tmp_path, lora_rank):
+def test_fine_tuning_lowers_the_loss_and_the_checkpoint_reloads(annotated_run, tiny_svd, tmp_path, lora_rank):
     data = data_config(annotated_run)
     config = DiffusionTrainConfig(
-        data, steps=12, batch_size=2, learning_rate=1e-3, model_dir=str(svd_folder), lora_rank=lora_rank
+        data, steps=12, batch_size=2, learning_rate=1e-3, model_dir=str(tiny_svd), lora_rank=lora_rank
     )
     result = train_diffusion(config, tmp_path / "ckpt")
     assert len(result.losses) == 12 and result.clips == 11
@@ -98,23 +69,11 @@ def test_a_folder_that_is_not_an_svd_model_is_a_clear_error(tmp_path):
         load_svd(tmp_path)
 
 
-def test_the_command_line_fine_tunes_a_local_svd_folder(annotated_run, svd_folder, tmp_path):
-    from conftest import motionpipe
-
-    done = motionpipe(
-        "train-diffusion", str(annotated_run / "out"), "--out", str(tmp_path / "ckpt"), "--model", str(svd_folder),
-        "--lora-rank", "4", "--steps", "2", "--scores", "object_motion,camera_motion", "--size", "32x32",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "2 steps on 11 clips" in done.stdout and (tmp_path / "ckpt" / "motion_svd.safetensors").is_file()
-    assert "Loading weights" not in done.stderr  # the libraries' own progress bars stay off
-
-
-def test_ray_train_runs_the_same_fine_tune_on_two_workers(annotated_run, svd_folder, tmp_path):
+def test_ray_train_runs_the_same_fine_tune_on_two_workers(annotated_run, tiny_svd, tmp_path):
     from motionpipe.pipeline.train_diffusion import train_diffusion_on_ray
 
     data = data_config(annotated_run)
-    config = DiffusionTrainConfig(data, steps=2, batch_size=1, model_dir=str(svd_folder), lora_rank=4)
+    config = DiffusionTrainConfig(data, steps=2, batch_size=1, model_dir=str(tiny_svd), lora_rank=4)
     result = train_diffusion_on_ray(config, tmp_path / "ckpt", workers=2)
     assert len(result.losses) == 2 and result.clips == 11
     _, _, meta = load_motion_svd(tmp_path / "ckpt")
