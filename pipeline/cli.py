@@ -12,6 +12,7 @@ from motionpipe.pipeline import __version__
 
 EXIT_OK, EXIT_SHARDS_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
+LABEL_SOURCES = ("flow", "track")  # estimator_data.LABEL_COLUMNS's keys, named here so --help imports nothing heavy
 
 
 class TqdmProgress:
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pairs", help="Parquet of human pair judgements (default: pairs from pseudo-labels)")
     train.add_argument(
         "--labels",
-        choices=["flow", "track"],
+        choices=LABEL_SOURCES,
         default="flow",
         help="pseudo-labels: flow (object_motion, camera_motion; every run) or track (object_track_motion, "
         "camera_track_motion: MotionStone's points inside / outside the object masks; runs with a tracker)",
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--estimator", required=True, help="checkpoint folder")
     evaluate.add_argument("--pairs", help="Parquet of pair judgements (default: pairs from pseudo-labels)")
     evaluate.add_argument(
-        "--labels", choices=["flow", "track"], help="pseudo-labels to compare with (default: those it was trained on)"
+        "--labels", choices=LABEL_SOURCES, help="pseudo-labels to compare with (default: those it was trained on)"
     )
 
     inspect = commands.add_parser(

@@ -56,6 +56,13 @@ def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
     assert straight["version"] == resumed["version"]
 
 
+def test_the_command_line_offers_every_label_source():
+    from motionpipe.pipeline.cli import LABEL_SOURCES
+    from motionpipe.pipeline.estimator_data import LABEL_COLUMNS
+
+    assert sorted(LABEL_SOURCES) == sorted(LABEL_COLUMNS)
+
+
 def test_track_pseudo_labels_are_training_targets_when_a_tracker_ran(clip_set, tmp_path):
     data, root = clip_set
     shards = resolve_shards([str(root / "shards")])
