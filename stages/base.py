@@ -49,9 +49,9 @@ class DecodedVideo:
     """Frames at processing size, as the decode stage leaves them for later stages.
 
     ``frames`` holds every frame some stage needs, in source order; the other arrays are positions
-    into it: ``samples`` at ``fps_target``; ``pairs``, closely spaced (at most 1/24 s apart) at anchor
-    times spread over the sampled window, on which motion is measured; ``chain``, the closely spaced
-    frames that dense tracks are chained through (empty when no tracks are built).
+    into it: ``samples`` at ``fps_target``; ``pairs``, closely spaced (at most ``decode.pair_gap_s``
+    apart) at anchor times spread over the sampled window, on which motion is measured; ``chain``, the
+    closely spaced frames that dense tracks are chained through (empty when no tracks are built).
     """
 
     frames: np.ndarray  # uint8[N, H, W, 3], RGB

@@ -31,7 +31,12 @@ class DecodeConfig:
     max_frames: samples per clip; the window is ``(max_frames - 1) / fps_target`` s from the start.
     short_side: processing frames are resized so their short side is this many px (aspect kept).
     flow_pairs: closely spaced frame pairs, spread over the window, on which motion is measured.
-    max_pair_gap_s: the two frames of a pair are the farthest native frames within this gap.
+    pair_gap_s: the two frames of a measuring pair are the farthest native frames within this gap. 1/12 s is
+        the frame interval of the slowest video taken (12 fps), so every rate from 12 to 60 fps measures about
+        the same interval (object scores within 10% across them, benchmarks/decouple.py; 1/24 s left 12 fps
+        reading up to 20% above 24 fps), and slow motion stands twice as far above flow noise as at 1/24 s.
+    chain_gap_s: the frames that tracks are chained through are at most this far apart (a step's flow stays
+        accurate where motion is fast).
     threads: decoder threads per clip.
     max_pixels: pixel budget per frame; a header claiming more is refused before any frame is decoded
         (a decompression bomb; 40 Mpx admits 8K).
@@ -41,7 +46,8 @@ class DecodeConfig:
     max_frames: int = 16
     short_side: int = 256
     flow_pairs: int = 4
-    max_pair_gap_s: float = 1 / 24
+    pair_gap_s: float = 1 / 12
+    chain_gap_s: float = 1 / 24
     threads: int = 1
     max_pixels: int = 40_000_000
 
@@ -54,8 +60,10 @@ class DecodeConfig:
             raise ValueError(f"decode.short_side must be in [16, 4096] px, got {self.short_side}")
         if self.flow_pairs < 1:
             raise ValueError(f"decode.flow_pairs must be >= 1, got {self.flow_pairs}")
-        if self.max_pair_gap_s <= 0:
-            raise ValueError(f"decode.max_pair_gap_s must be > 0, got {self.max_pair_gap_s}")
+        if self.pair_gap_s <= 0 or self.chain_gap_s <= 0:
+            raise ValueError(
+                f"decode.pair_gap_s and decode.chain_gap_s must be > 0 s, got {self.pair_gap_s}, {self.chain_gap_s}"
+            )
         if self.threads < 0:
             raise ValueError(f"decode.threads must be >= 0 (0 = decoder's choice), got {self.threads}")
         if self.max_pixels < 1:
@@ -138,9 +146,8 @@ class DecodeStage(Stage):
         cfg = self.config
         if count < 2:
             return None
-        return plan_sampling(
-            count, fps, cfg.fps_target, cfg.max_frames, cfg.flow_pairs, cfg.max_pair_gap_s, chain=self.keep_chain
-        )
+        chain_gap_s = cfg.chain_gap_s if self.keep_chain else None
+        return plan_sampling(count, fps, cfg.fps_target, cfg.max_frames, cfg.flow_pairs, cfg.pair_gap_s, chain_gap_s)
 
     def kept_frames(self, fps: float, count: int) -> tuple[int, ...]:
         """The frames the decoder converts and keeps: only those the plan uses (none of a too-short clip)."""
@@ -154,7 +161,7 @@ class DecodeStage(Stage):
         clip.fields["source"] = clip.member_names[extension]
         video = decode_video(
             payload,
-            frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.max_pair_gap_s),
+            frame_limit=lambda fps: frames_to_decode(fps, cfg.fps_target, cfg.max_frames, cfg.pair_gap_s),
             kept=self.kept_frames,
             resize=lambda frame, pixel_aspect: resize_to_short_side(frame, cfg.short_side, pixel_aspect),
             threads=cfg.threads,

@@ -26,8 +26,8 @@ from motionpipe.stages.flow_checks import squared_length
 from motionpipe.stages.motion_units import pct_diag_per_s
 from motionpipe.stages.residual_motion import (
     confirmed_regions,
+    explain_parallax,
     lands_inside,
-    parallax_free_evidence,
     photometric_errors,
     reliable_medians,
 )
@@ -201,17 +201,19 @@ class DecoupleStage(Stage):
         residual_speeds = np.sqrt(squared_length(residual)) * per_px
         camera_speeds = (np.sqrt(squared_length(induced)) * per_px).mean(axis=(1, 2))
         evidence = np.where(reliable, residual_speeds, 0.0)
+        noise_speeds, still_flow = reliable_medians(evidence, reliable), induced
         if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
-            noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
-            unexplained = parallax_free_evidence(residual, induced, reliable, noise_px, config.parallax_area)
-            if unexplained is not None:
-                evidence = np.where(reliable, unexplained * per_px, 0.0)
-        thresholds = np.maximum(config.object_threshold, config.noise_factor * reliable_medians(evidence, reliable))
+            noise_px = noise_speeds / per_px[:, 0, 0]
+            parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area)
+            if parallax is not None:
+                evidence = np.where(reliable, parallax.evidence_px * per_px, 0.0)
+                noise_speeds, still_flow = parallax.noise_px * per_px[:, 0, 0], parallax.still_flow
+        thresholds = np.maximum(config.object_threshold, config.noise_factor * noise_speeds)
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
         objects = np.stack(
             [
-                self._confirmed(mask, video, pair, camera, forward)
-                for mask, pair, camera, forward in zip(candidates, pairs, induced, motion.pair_forward, strict=True)
+                self._confirmed(mask, video, pair, still, forward)
+                for mask, pair, still, forward in zip(candidates, pairs, still_flow, motion.pair_forward, strict=True)
             ]
         )
         clip.object_masks = objects

@@ -23,6 +23,8 @@ background fails that whatever its speed; a moving object passes it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -42,6 +44,9 @@ SPREAD_CELL_SHARE = 0.05  # a cell shows parallax when this share of its pixels 
 # zooms filled at most 0.56 of the cells (benchmarks/decouple.py, both seeds, every base condition); parallax scenes
 # 0.41-1.0, all but 3 of 32 clean ones above 0.6; handheld real frames (shared/data) 0.69-0.75.
 MIN_PARALLAX_SPREAD = 0.6
+# Median residual length over median across-line part, for isotropic Gaussian flow error (1.177 / 0.674 sigma):
+# where parallax fills the along part, the across part is flow error alone and gives the noise floor back.
+ACROSS_TO_LENGTH = 1.75
 PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
 
 
@@ -70,25 +75,32 @@ def parallax_directions(
     """``float32[h, w, 2]``: per pixel of a pair, the unit vector along the line through the epipole, pointing the way
     most ``significant`` residuals point (the way nearer still scenery moves); zeros with fewer than two of them.
     RANSAC over the epipoles where two residual lines cross, the points taken where the camera moves them to."""
-    warped = pixel_grid(*residual.shape[:2]) + camera
+    height, width = residual.shape[:2]
+    half = max(height, width) / 2  # points centred and scaled to [-1, 1]: the line fit is well conditioned
+    warped = (pixel_grid(height, width) + camera - [(width - 1) / 2, (height - 1) / 2]) / half
     ys, xs = np.nonzero(significant)
     if len(xs) < 2:
         return np.zeros_like(residual)
     pick = rng.choice(len(xs), min(len(xs), EPIPOLE_POINTS), replace=False)
     points, vectors = warped[ys[pick], xs[pick]], residual[ys[pick], xs[pick]]
     ones = np.ones((len(points), 1), np.float32)
-    lines = np.cross(np.hstack([points, ones]), np.hstack([points + vectors, ones]))
+    lines = np.cross(np.hstack([points, ones]), np.hstack([points + vectors / half, ones]))
     tried = rng.integers(len(points), size=(EPIPOLE_HYPOTHESES, 2))
     epipoles = np.cross(lines[tried[:, 0]], lines[tried[:, 1]])  # homogeneous: w = 0 at infinity
-    towards = unit(epipoles[:, None, :2] - epipoles[:, None, 2:] * points[None])
-    along = np.einsum("knc,nc->kn", towards, vectors)
-    across = np.abs(towards[..., 0] * vectors[:, 1] - towards[..., 1] * vectors[:, 0])
+    along, across = along_and_across(vectors[None], unit(epipoles[:, None, :2] - epipoles[:, None, 2:] * points[None]))
     fits = across < PARALLAX_SLOPE * np.abs(along)
-    ahead, behind = (fits & (along > 0)).sum(axis=1), (fits & (along < 0)).sum(axis=1)
-    best = int(np.argmax(np.maximum(ahead, behind)))
-    sign = 1.0 if ahead[best] >= behind[best] else -1.0
-    epipole = epipoles[best]
+    best = int(np.argmax(np.maximum((fits & (along > 0)).sum(axis=1), (fits & (along < 0)).sum(axis=1))))
+    epipole = refined_epipole(lines[fits[best]], np.sqrt(squared_length(vectors[fits[best]])))
+    along = along_and_across(vectors, unit(epipole[:2] - epipole[2] * points))[0]
+    sign = 1.0 if (along > 0).sum() >= (along < 0).sum() else -1.0
     return (sign * unit(epipole[:2] - epipole[2] * warped)).astype(np.float32)
+
+
+def refined_epipole(lines: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The homogeneous point nearest, in least squares, to the RANSAC inliers' ``lines[N, 3]``, each weighted by its
+    residual's length (a longer residual's direction is surer): every inlier refines the two-line guess."""
+    normals = lines / np.maximum(np.hypot(lines[:, 0], lines[:, 1]), 1e-12)[:, None]
+    return np.linalg.svd(normals * lengths[:, None], full_matrices=False)[2][-1]
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -130,23 +142,37 @@ def object_evidence(along: np.ndarray, across: np.ndarray) -> np.ndarray:
     return np.maximum(across - PARALLAX_SPILL * np.abs(along), 0.0)
 
 
-def parallax_free_evidence(
+@dataclass(frozen=True)
+class ParallaxExplanation:
+    """What a still scene seen by a translating camera explains of a clip's residual flow (``P`` pairs)."""
+
+    evidence_px: np.ndarray  # float[P, h, w]: residual length that parallax does not explain
+    noise_px: np.ndarray  # float[P]: the noise floor, from the residual across the epipolar lines
+    still_flow: np.ndarray  # float[P, h, w, 2]: the camera's flow plus the parallax along the lines
+
+
+def explain_parallax(
     residual: np.ndarray, camera: np.ndarray, reliable: np.ndarray, noise_px: np.ndarray, min_share: float
-) -> np.ndarray | None:
-    """``float[P, h, w]``: per pixel, the residual length (px) that parallax does not explain, when the clip's pairs
-    (``residual``, ``camera`` flows ``[P, h, w, 2]``) show parallax over more than ``min_share`` of their reliable
-    pixels, spread over the frame; None when they do not (then all residual is object evidence). Residual counts
-    when it beats twice the pair's noise ``noise_px[P]`` and ``MIN_PARALLAX_RATIO`` of the camera's displacement."""
+) -> ParallaxExplanation | None:
+    """How parallax explains the clip's pairs (``residual``, ``camera`` flows ``[P, h, w, 2]``) when they show it
+    over more than ``min_share`` of their reliable pixels, spread over the frame; None when they do not (then all
+    residual is object evidence). Residual counts when it beats twice the pair's noise (``noise_px[P]`` at first,
+    then the floor that the residual across the epipolar lines gives) and ``MIN_PARALLAX_RATIO`` of the camera's
+    displacement."""
     length = np.sqrt(squared_length(residual))
-    significant = reliable & (length > 2 * noise_px[:, None, None])
-    significant &= length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera))
-    rng = np.random.default_rng(0)  # the same clip gives the same epipoles
-    directions = np.stack([parallax_directions(*pair, rng) for pair in zip(residual, camera, significant, strict=True)])
-    along, across = along_and_across(residual, directions)
+    big_enough = reliable & (length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera)))
+    for _ in range(2):
+        significant = big_enough & (length > 2 * noise_px[:, None, None])
+        rng = np.random.default_rng(0)  # the same clip gives the same epipoles
+        directions = np.stack(
+            [parallax_directions(*pair, rng) for pair in zip(residual, camera, significant, strict=True)]
+        )
+        along, across = along_and_across(residual, directions)
+        noise_px = np.minimum(noise_px, ACROSS_TO_LENGTH * reliable_medians(across, reliable))
     like = parallax_like(along, across, significant)
     if parallax_share(like, reliable) <= min_share or parallax_spread(like) < MIN_PARALLAX_SPREAD:
         return None
-    return object_evidence(along, across)
+    return ParallaxExplanation(object_evidence(along, across), noise_px, camera + along[..., None] * directions)
 
 
 def photometric_errors(

@@ -57,7 +57,7 @@ def test_pyav_keeps_the_frames_of_the_real_count_when_the_stream_is_shorter_than
     """Matroska declares no frame count: PyAV first keeps frames planned for the whole frame limit (47 at
     24 fps); the 1-second stream ends at 24, so the frames its plan needs are decoded in a second pass."""
     payload = make_clip(Scene(seed=3, pan=(6.0, 0.0)), width=128, height=96, seconds=1.0, container="mkv")
-    limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
+    limit = frames_to_decode(24.0, 8.0, 16, 1 / 12)
     assert set(decode.kept_frames(24.0, 24)) - set(decode.kept_frames(24.0, limit))  # the plans differ
     video = decode_with_pyav(payload, lambda fps: limit, decode.kept_frames, lambda frame: frame, threads=1)
     assert video.count == 24 and len(video.times_s) == 24
@@ -177,20 +177,20 @@ def test_frames_that_decord_misreads_are_decoded_by_pyav(width, height, rotation
 
 
 def test_the_decoder_converts_only_the_planned_frames(decode, pan_clip):
-    limit = frames_to_decode(24.0, 8.0, 16, 1 / 24)
+    limit = frames_to_decode(24.0, 8.0, 16, 1 / 12)
     video = decode_video(pan_clip, lambda fps: limit, decode.kept_frames, lambda frame, pixel_aspect: frame)
-    assert video.backend == "decord" and video.count == limit == 47 and len(video.times_s) == 47
-    kept = decode.kept_frames(24.0, 47)
+    assert video.backend == "decord" and video.count == limit == 48 and len(video.times_s) == 48
+    kept = decode.kept_frames(24.0, 48)
     assert sorted(video.frames) == list(kept) and len(kept) == 20  # 16 samples and the second frames of 4 pairs
     assert set(range(0, 46, 3)) <= set(kept)
     assert decoded(decode, pan_clip).video.indices.tolist() == list(kept)
 
 
-def test_samples_at_fps_target_and_pairs_one_native_frame_apart(decode, pan_clip):
+def test_samples_at_fps_target_and_pairs_one_12th_of_a_second_apart(decode, pan_clip):
     clip = decoded(decode, pan_clip)
     video = clip.video
     np.testing.assert_allclose(np.diff(video.times_s[video.samples]), 1 / 8, atol=1e-3)
-    np.testing.assert_allclose([video.interval_s(a, b) for a, b in video.pairs], 1 / 24, atol=1e-3)
+    np.testing.assert_allclose([video.interval_s(a, b) for a, b in video.pairs], 1 / 12, atol=1e-3)
     assert video.pairs.shape == (4, 2) and len(video.chain) == 0
     assert clip.fields["frames_used"] == 16
     assert clip.fields["window_s"] == pytest.approx(15 / 8, abs=1e-3)
@@ -198,10 +198,10 @@ def test_samples_at_fps_target_and_pairs_one_native_frame_apart(decode, pan_clip
     assert clip.fields["num_frames"] == 60
 
 
-def test_high_frame_rate_pairs_are_two_frames_apart(decode):
+def test_high_frame_rate_pairs_are_five_frames_apart(decode):
     clip = decoded(decode, make_clip(Scene(seed=4, pan=(10.0, 0.0)), fps=60, seconds=2.0))
     video = clip.video
-    np.testing.assert_allclose([video.interval_s(a, b) for a, b in video.pairs], 2 / 60, atol=1e-3)
+    np.testing.assert_allclose([video.interval_s(a, b) for a, b in video.pairs], 5 / 60, atol=1e-3)
 
 
 def test_portrait_and_tiny_clips_resize_short_side_keeping_aspect(decode):
