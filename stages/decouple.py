@@ -219,17 +219,18 @@ class DecoupleStage(Stage):
         clip.object_masks = objects
         object_points = residual_speeds[objects & reliable]
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
-        mean_rates = CameraRates(*(float(np.mean([getattr(r, f) for r in rates])) for f in ("tx", "ty", "zoom", "rot")))
+        # the median pair's rates: a handheld jolt or a cut within one pair does not name the clip's camera motion
+        typical = CameraRates(*(float(np.median([getattr(r, f) for r in rates])) for f in ("tx", "ty", "zoom", "rot")))
         clip.fields.update(
             camera_backend="homography:usac",
             segment_backend=self.segmenter.name,
             camera_motion=float(camera_speeds.mean()),
             object_motion=float(np.median(object_points)) if object_points.size else 0.0,
             object_area=float(objects.mean()),
-            camera_type=classify_camera(mean_rates, width, height, self.config),
-            cam_tx=mean_rates.tx,
-            cam_ty=mean_rates.ty,
-            cam_zoom=mean_rates.zoom,
-            cam_rot=mean_rates.rot,
+            camera_type=classify_camera(typical, width, height, self.config),
+            cam_tx=typical.tx,
+            cam_ty=typical.ty,
+            cam_zoom=typical.zoom,
+            cam_rot=typical.rot,
             camera_inliers=float(np.mean([fit.inlier_fraction for fit in fits])),
         )

@@ -37,6 +37,9 @@ PARALLAX_SLOPE = 0.5  # a parallax-like residual's across-epipolar-line part is 
 PARALLAX_SPILL = 0.3
 MIN_PARALLAX_RATIO = 0.15  # parallax of at least this share of the camera's displacement (depth <= 0.87 x the plane's)
 EPIPOLE_POINTS = 600  # residual lines sampled per pair to fit the epipole
+# The best guess is refitted to the lines within this slope of it (11 degrees): residuals of moving objects
+# inside the looser PARALLAX_SLOPE band pulled the refit off the handheld frames' epipole (shared/data).
+EPIPOLE_REFIT_SLOPE = 0.2
 EPIPOLE_HYPOTHESES = 128  # line pairs tried: with half the lines through the epipole, all miss it with p < 1e-15
 SPREAD_GRID = 4  # the frame is cut into SPREAD_GRID x SPREAD_GRID cells to tell spread-out parallax from objects
 SPREAD_CELL_SHARE = 0.05  # a cell shows parallax when this share of its pixels does
@@ -74,7 +77,8 @@ def parallax_directions(
 ) -> np.ndarray:
     """``float32[h, w, 2]``: per pixel of a pair, the unit vector along the line through the epipole, pointing the way
     most ``significant`` residuals point (the way nearer still scenery moves); zeros with fewer than two of them.
-    RANSAC over the epipoles where two residual lines cross, the points taken where the camera moves them to."""
+    RANSAC over the epipoles where two residual lines cross, the points taken where the camera moves them to; the
+    best is refitted by least squares to the lines close to it."""
     height, width = residual.shape[:2]
     half = max(height, width) / 2  # points centred and scaled to [-1, 1]: the line fit is well conditioned
     warped = (pixel_grid(height, width) + camera - [(width - 1) / 2, (height - 1) / 2]) / half
@@ -90,15 +94,18 @@ def parallax_directions(
     along, across = along_and_across(vectors[None], unit(epipoles[:, None, :2] - epipoles[:, None, 2:] * points[None]))
     fits = across < PARALLAX_SLOPE * np.abs(along)
     best = int(np.argmax(np.maximum((fits & (along > 0)).sum(axis=1), (fits & (along < 0)).sum(axis=1))))
-    epipole = refined_epipole(lines[fits[best]], np.sqrt(squared_length(vectors[fits[best]])))
+    close = across[best] < EPIPOLE_REFIT_SLOPE * np.abs(along[best])
+    epipole = epipoles[best]
+    if close.sum() >= 2:
+        epipole = refined_epipole(lines[close], np.sqrt(squared_length(vectors[close])))
     along = along_and_across(vectors, unit(epipole[:2] - epipole[2] * points))[0]
     sign = 1.0 if (along > 0).sum() >= (along < 0).sum() else -1.0
     return (sign * unit(epipole[:2] - epipole[2] * warped)).astype(np.float32)
 
 
 def refined_epipole(lines: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The homogeneous point nearest, in least squares, to the RANSAC inliers' ``lines[N, 3]``, each weighted by its
-    residual's length (a longer residual's direction is surer): every inlier refines the two-line guess."""
+    """The homogeneous point nearest, in least squares, to ``lines[N, 3]``, each weighted by its residual's length (a
+    longer residual's direction is surer): all the lines that agree refine a guess that two of them made."""
     normals = lines / np.maximum(np.hypot(lines[:, 0], lines[:, 1]), 1e-12)[:, None]
     return np.linalg.svd(normals * lengths[:, None], full_matrices=False)[2][-1]
 
