@@ -123,10 +123,11 @@ def test_pairs_are_analysed_at_the_measuring_size_against_a_backward_flow_of_hal
         motion.pair_consistent[0], forward_backward_consistent(motion.pair_forward[0], backward)
     )
     # the check at the measuring size agrees with the one at processing size nearly everywhere: where the pan
-    # uncovers the border and around the moving disc it may differ
+    # uncovers the border and around the moving disc it may differ (in a pair's 1/12 s the disc moves about 3.7
+    # measuring px against the background: an occlusion band of ~4% of the frame along its 180 px rim)
     full_backward = flow._backend.flow(frames[[second]], frames[[first]])[0]
     full_check = mask_at_measuring_size(forward_backward_consistent(full_forward, full_backward))
-    assert (motion.pair_consistent[0] == full_check).mean() > 0.97
+    assert (motion.pair_consistent[0] == full_check).mean() > 0.95
     assert motion.pair_consistent[0][8:-8, 8:-8].mean() > 0.9
 
 

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 
 from motionpipe.stages.frame_sampling import frame_step, frames_to_decode, plan_sampling
@@ -34,7 +36,7 @@ def test_the_chain_keeps_its_own_gap_and_passes_through_every_sample():
     assert all(b - a == 2 for a, b in plan.pair_indices)
     plan = plan_sampling(100, fps=60, fps_target=8, max_frames=4, num_pairs=2, pair_gap_s=1 / 12, chain_gap_s=1 / 24)
     assert set(plan.sample_indices) <= set(plan.chain_indices)
-    assert max(b - a for a, b in zip(plan.chain_indices, plan.chain_indices[1:])) == 2
+    assert max(b - a for a, b in pairwise(plan.chain_indices)) == 2
 
 
 def test_short_clip_uses_what_it_has_and_pairs_backwards_at_the_end():
