@@ -24,6 +24,7 @@ from motionpipe.stages.base import ClipRecord, DecodedVideo, Resources, Stage
 from motionpipe.stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
 from motionpipe.stages.flow_checks import squared_length
 from motionpipe.stages.motion_units import pct_diag_per_s
+from motionpipe.stages.object_persistence import persistent_regions
 from motionpipe.stages.residual_motion import (
     confirmed_regions,
     explain_parallax,
@@ -216,6 +217,8 @@ class DecoupleStage(Stage):
                 for mask, pair, still, forward in zip(candidates, pairs, still_flow, motion.pair_forward, strict=True)
             ]
         )
+        anchors = np.array([video.times_s[first] for first, _ in pairs])
+        objects = persistent_regions(objects, candidates, motion.pair_forward, np.array(intervals), anchors)
         clip.object_masks = objects
         object_points = residual_speeds[objects & reliable]
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
