@@ -57,8 +57,10 @@ class DecoupleConfig:
         is parallax, not object motion (stages/residual_motion.py).
     confirm_ratio: a moving region's match error with the second frame moved by the camera over that moved by
         the flow, at least (1 keeps nearly every region). Measured on the tuning seed of benchmarks/decouple.py
-        at 256 px: blobs of flow error 1.0-1.8, moving objects 1.9-8. At short sides of 128 px and below, slow
-        objects (3 %diag/s) reach only 1.3-1.4 and are lost: lower it there.
+        at 256 px, pairs 1/12 s apart, crf 42 aside: blobs of flow error 1.35 median, 2.1 at the 90th percentile
+        (the few above, up to 4.5, do not persist: stages/object_persistence.py); the largest region of a pair
+        with objects 2.6 at the 5th percentile, 7.0 median. At a 96 px short side, 3 of 17 slow objects
+        (3-6 %diag/s) fall below 2 and are lost (none at 1.2): lower it there.
     min_object_area: connected regions smaller than this fraction of the frame are noise.
     static_threshold: %diag/s; a camera whose translation, zoom and rotation each move the frame less
         than this on average is 'static'.
