@@ -2,7 +2,8 @@
 
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
 flow minus what the camera explains, is object motion once what real video fakes is taken out
-(stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm).
+(stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm;
+stages/object_persistence.py: regions that no other pair bears out).
 Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
 segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the median
 residual speed of their forward-backward-consistent pixels (the median, because flow smoothed

@@ -15,10 +15,12 @@ Three things in real video make a plain homography residual read objects that ar
   only residual across the epipolar lines, beyond what lens distortion and flow error spill there, is object
   evidence. Both ways along the lines are discounted (when the plane fitted is a middle layer, farther
   scenery moves back): motion along an epipolar line is ambiguous in two frames, and a still scene reading
-  no object motion is what the user asked for.
+  no object motion is what the user asked for. There the median residual is mostly parallax, so the noise
+  floor comes from the residual across the lines instead, which is flow error alone.
 Then every candidate region must be confirmed by the pixels themselves: the second frame, moved by the
-flow, must match the first clearly better than moved by the camera. A blob of flow error on still
-background fails that whatever its speed; a moving object passes it.
+flow, must match the first clearly better than moved by the camera (with parallax: as a still scene would
+move, the camera's flow plus the parallax along the lines). A blob of flow error on still background fails
+that whatever its speed; a moving object passes it.
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def explain_parallax(
     displacement."""
     length = np.sqrt(squared_length(residual))
     big_enough = reliable & (length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera)))
-    for _ in range(2):
+    for _ in range(2):  # fitted with the floor given, then again with the floor across the first fit's lines
         significant = big_enough & (length > 2 * noise_px[:, None, None])
         rng = np.random.default_rng(0)  # the same clip gives the same epipoles
         directions = np.stack(
@@ -186,7 +188,8 @@ def photometric_errors(
     first: np.ndarray, second: np.ndarray, camera: np.ndarray, forward: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of a pair (grey ``float32[h, w]`` frames at the measuring size), how badly the second frame
-    matches the first when pixels move as the camera says and as the flow says: ``(camera_error, flow_error)``,
+    matches the first when pixels move as the ``camera`` flow says (a still scene's flow, with parallax) and as the
+    flow says: ``(camera_error, flow_error)``,
     absolute differences averaged over a small window (where an object moves, the flow matches better; where
     the flow is an error on still background, the camera does)."""
     grid = pixel_grid(*first.shape)
