@@ -48,6 +48,9 @@ SPEEDS = {  # %diag/s, or 1/s for zooms
 }
 BASE_SIZE, BASE_FPS, SECONDS = (320, 240), 24.0, 2.5
 WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
+# The cached truth, one row per clip; named anew whenever the truth changes (then cached clips get new truth rows
+# without being rendered again). truth.json weighted objects by radius, ignoring what hides them.
+TRUTH_FILE = "truth-seen.json"
 
 
 @dataclass(frozen=True)
@@ -145,34 +148,40 @@ def scene_sets(seed: int) -> dict[str, list[tuple[str, object]]]:
 
 
 def ground_truth(scene, renderer, width: int, height: int) -> dict:
-    """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the median-area object's speed."""
+    """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the speed of the object covering
+    most of the pixels seen over the window (nearer layers, other objects and the frame's edge hide parts)."""
     from motionpipe.pipeline.sample_data import SampleSpec
     from motionpipe.pipeline.sample_data import ground_truth as flat_ground_truth
 
-    truth = flat_ground_truth(scene, SampleSpec(width, height, BASE_FPS, SECONDS), WINDOW_S)
+    seen = np.sum([renderer.visible_object_areas(t) for t in np.linspace(0, WINDOW_S, 8)], axis=0)
+    spec = SampleSpec(width, height, BASE_FPS, SECONDS)
+    truth = flat_ground_truth(scene, spec, WINDOW_S, seen.tolist() if scene.objects else None)
     translation = math.hypot(*scene.pan) * renderer.mean_inverse_depth(WINDOW_S / 2)
     zoom = truth["camera_motion"] - math.hypot(*scene.pan)
     return {k: truth[k] for k in ("camera_type", "object_motion")} | {"camera_motion": translation + zoom}
 
 
 def render_clip(job: tuple[Path, str, Condition, object, int]) -> dict:
-    """Render, degrade and encode one clip into the cache -> its truth row."""
+    """Render, degrade and encode one clip into the cache (unless it is there) -> its truth row."""
     import cv2
 
+    from motionpipe.pipeline.run_outputs import write_atomically
     from motionpipe.pipeline.synthetic_video import SceneRenderer
     from motionpipe.pipeline.video_encoding import encode_video
 
     path, name, condition, scene, seed = job
     width, height = condition.size
     renderer = SceneRenderer(scene, width / height, SECONDS)
-    frames = renderer.render(width, height, condition.fps, round(condition.fps * SECONDS))
-    rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
-    if condition.blur_sigma:
-        frames = np.stack([cv2.GaussianBlur(frame, (0, 0), condition.blur_sigma) for frame in frames])
-    if condition.noise_sigma:
-        noisy = frames.astype(np.float32) + rng.normal(0, condition.noise_sigma, frames.shape).astype(np.float32)
-        frames = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
-    path.write_bytes(encode_video(frames, condition.fps, crf=condition.crf))
+    if not path.exists():
+        frames = renderer.render(width, height, condition.fps, round(condition.fps * SECONDS))
+        rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
+        if condition.blur_sigma:
+            frames = np.stack([cv2.GaussianBlur(frame, (0, 0), condition.blur_sigma) for frame in frames])
+        if condition.noise_sigma:
+            noisy = frames.astype(np.float32) + rng.normal(0, condition.noise_sigma, frames.shape).astype(np.float32)
+            frames = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+        encoded = encode_video(frames, condition.fps, crf=condition.crf)
+        write_atomically(path, lambda temp: temp.write_bytes(encoded))
     truth = ground_truth(scene, renderer, width, height)
     return {"clip": path.stem, "condition": condition.name, "scene": name, **truth}
 
@@ -180,7 +189,7 @@ def render_clip(job: tuple[Path, str, Condition, object, int]) -> dict:
 def prepare_cache(cache: Path, seed: int) -> list[dict]:
     """The set's clips and truth: those not in the cache yet are rendered on every core, the rest read back."""
     folder = cache / f"seed{seed}"
-    truth_file = folder / "truth.json"
+    truth_file = folder / TRUTH_FILE
     cached = {row["clip"]: row for row in json.loads(truth_file.read_text())} if truth_file.exists() else {}
     folder.mkdir(parents=True, exist_ok=True)
     sets = scene_sets(seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,18 +88,25 @@ def _moving_object(
 ANNOTATED_WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 
 
-def ground_truth(scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S) -> dict[str, Any]:
+def ground_truth(
+    scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S, seen_areas: Sequence[float] | None = None
+) -> dict[str, Any]:
     """What the clip's motion is, in %diag/s over the annotated window, as annotate should find it.
 
     camera_motion: mean speed the camera gives the frame (|pan|, or |zoom rate| x mean radius).
     object_motion: camera-compensated speed of the object covering most object pixels (the
-    pixel-weighted median that annotate's object_motion estimates), scaled by the mean zoom.
+    pixel-weighted median that annotate's object_motion estimates), scaled by the mean zoom. The objects'
+    areas are their radii squared (all in view, none hidden), or ``seen_areas`` when given, one per object.
     """
     k = scene.zoom_rate
     magnification = (math.exp(k * window_s) - 1) / (k * window_s) if k else 1.0
     radius = mean_radius_pct_diag(spec.width, spec.height)
-    by_area = sorted(scene.objects, key=lambda obj: obj.speed)
-    areas = np.cumsum([obj.radius**2 for obj in by_area])
+    weights = [obj.radius**2 for obj in scene.objects] if seen_areas is None else list(seen_areas)
+    if len(weights) != len(scene.objects):
+        raise ValueError(f"seen_areas needs one area per object ({len(scene.objects)}), got {len(weights)}")
+    order = sorted(range(len(scene.objects)), key=lambda index: scene.objects[index].speed)
+    by_area = [scene.objects[index] for index in order]
+    areas = np.cumsum([weights[index] for index in order])
     median_object = by_area[int(np.searchsorted(areas, areas[-1] / 2))] if by_area else None
     return {
         **asdict(spec),

@@ -198,6 +198,26 @@ class SceneRenderer:
             out = over(out, warp(image, (0.0, 0.0), origin, layer.depth))
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
+    def visible_object_areas(self, t: float, width: int = 160, height: int = 120) -> list[float]:
+        """Pixels of each object seen at time ``t`` in a ``width x height`` frame: what the frame's edge, the objects
+        drawn after it and the nearer layers leave of it (a ground truth weighted by what a camera sees)."""
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        covers = []  # alpha of everything in the frame, in drawing order: objects, then layers
+        for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
+            half = sprite.shape[0] / 2
+            matrix = self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
+            covers.append(cv2.warpAffine(sprite[..., 3], matrix, (width, height), flags=flags) / 255.0)
+        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
+            matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
+            covers.append(cv2.warpAffine(image[..., 3], matrix, (width, height), flags=flags) / 255.0)
+        areas = []
+        for index in range(len(self.scene.objects)):
+            seen = covers[index]
+            for above in covers[index + 1 :]:
+                seen = seen * (1 - above)
+            areas.append(float(seen.sum()))
+        return areas
+
     def mean_inverse_depth(self, t: float, width: int = 160, height: int = 120) -> float:
         """Mean of 1/depth over the frame at time ``t`` (1 without layers): the factor by which the camera's
         translation moves the frame on screen on average."""

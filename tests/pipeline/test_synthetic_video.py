@@ -1,0 +1,41 @@
+import math
+
+import pytest
+
+from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
+from motionpipe.pipeline.synthetic_video import DepthLayer, Scene, SceneObject, SceneRenderer
+
+
+def renderer_of(scene: Scene) -> SceneRenderer:
+    return SceneRenderer(scene, 4 / 3, 2.0)
+
+
+def test_an_object_in_full_view_shows_its_whole_disc():
+    scene = Scene(seed=1, objects=(SceneObject((0.5, 0.5), 0.2, (0.0, 0.0)),))
+    (area,) = renderer_of(scene).visible_object_areas(0.0, 160, 120)
+    assert area == pytest.approx(math.pi * (0.2 * 120) ** 2, rel=0.1)
+
+
+def test_the_frame_edge_and_an_object_drawn_over_it_hide_parts():
+    half_out = Scene(seed=1, objects=(SceneObject((0.0, 0.5), 0.2, (0.0, 0.0)),))
+    (area,) = renderer_of(half_out).visible_object_areas(0.0, 160, 120)
+    assert area == pytest.approx(math.pi * (0.2 * 120) ** 2 / 2, rel=0.15)
+    under, over = SceneObject((0.5, 0.5), 0.2, (0.0, 0.0)), SceneObject((0.5, 0.5), 0.25, (0.0, 0.0))
+    hidden, shown = renderer_of(Scene(seed=1, objects=(under, over))).visible_object_areas(0.0, 160, 120)
+    assert hidden < 0.02 * shown
+
+
+def test_nearer_layers_hide_objects():
+    objects = (SceneObject((0.3, 0.5), 0.15, (4.0, 0.0)), SceneObject((0.7, 0.5), 0.17, (15.0, 0.0)))
+    scene = Scene(seed=7, objects=objects, layers=(DepthLayer(0.5, 0.6),))
+    seen = renderer_of(scene).visible_object_areas(0.0, 160, 120)
+    assert all(0 < area < 0.9 * math.pi * (obj.radius * 120) ** 2 for area, obj in zip(seen, objects, strict=True))
+
+
+def test_the_truth_follows_the_object_seen_most():
+    objects = (SceneObject((0.3, 0.5), 0.15, (4.0, 0.0)), SceneObject((0.7, 0.5), 0.17, (15.0, 0.0)))
+    scene = Scene(seed=7, objects=objects)
+    assert ground_truth(scene, SampleSpec())["object_motion"] == pytest.approx(15.0)  # the larger disc
+    assert ground_truth(scene, SampleSpec(), seen_areas=[300.0, 100.0])["object_motion"] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="one area per object"):
+        ground_truth(scene, SampleSpec(), seen_areas=[1.0])
