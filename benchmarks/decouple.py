@@ -49,7 +49,8 @@ SPEEDS = {  # %diag/s, or 1/s for zooms
 BASE_SIZE, BASE_FPS, SECONDS = (320, 240), 24.0, 2.5
 WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 # The cached truth, one row per clip; named anew whenever the truth changes (then cached clips get new truth rows
-# without being rendered again). truth.json weighted objects by radius, ignoring what hides them.
+# without being rendered again; benchmarks/estimator.py reads it too). truth.json weighted objects by radius, ignoring
+# what hides them.
 TRUTH_FILE = "truth-seen.json"
 
 

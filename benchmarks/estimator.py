@@ -57,7 +57,9 @@ def truth_pairs(truth_file: Path, out: Path, margin: float = 0.2) -> Path:
 def hard_set(cache: Path, seed: int, out: Path, shards: int = 4) -> None:
     """benchmarks/decouple.py's rendered clips of ``seed`` as OUT/shards/*.tar and OUT/ground_truth.json, in the
     layout `sample-data` writes (the clip's name is its key)."""
-    rows = json.loads((cache / f"seed{seed}" / "truth.json").read_text())
+    from decouple import TRUTH_FILE  # benchmarks/decouple.py, beside this script
+
+    rows = json.loads((cache / f"seed{seed}" / TRUTH_FILE).read_text())
     (out / "shards").mkdir(parents=True, exist_ok=True)
     for shard in range(shards):
         with wds.TarWriter(str(out / "shards" / f"hard-{shard:06d}.tar")) as writer:
