@@ -42,7 +42,7 @@ def persistent_regions(
                     shift = velocity * (times_s[other] - times_s[pair])
                     tolerance = max(1.0, TOLERANCE_SHARE * radius + DRIFT_SHARE * float(np.hypot(*shift)))
                     verdicts.add(borne_out(xs, ys, shift, distances[other], tolerance))
-            if verdicts == {False} or verdicts == {False, None}:
+            if False in verdicts and True not in verdicts:
                 kept[pair, ys, xs] = False
     return kept
 
