@@ -17,6 +17,7 @@ import numpy as np
 
 TEXTURE_PX_PER_UNIT = 8.0  # texture oversampling: 800 px per frame diagonal
 FINEST_TEXTURE_UNITS = 1.0  # smallest texture detail, in %diag (4 px at 320x240)
+ALPHA_WARP = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # how coverage (alpha) maps are warped into a frame
 
 
 @dataclass(frozen=True)
@@ -201,15 +202,12 @@ class SceneRenderer:
     def visible_object_areas(self, t: float, width: int = 160, height: int = 120) -> list[float]:
         """Pixels of each object seen at time ``t`` in a ``width x height`` frame: what the frame's edge, the objects
         drawn after it and the nearer layers leave of it (a ground truth weighted by what a camera sees)."""
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         covers = []  # alpha of everything in the frame, in drawing order: objects, then layers
         for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
             half = sprite.shape[0] / 2
             matrix = self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
-            covers.append(cv2.warpAffine(sprite[..., 3], matrix, (width, height), flags=flags) / 255.0)
-        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
-            matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
-            covers.append(cv2.warpAffine(image[..., 3], matrix, (width, height), flags=flags) / 255.0)
+            covers.append(cv2.warpAffine(sprite[..., 3], matrix, (width, height), flags=ALPHA_WARP) / 255.0)
+        covers += self._layer_alphas(t, width, height)
         areas = []
         for index in range(len(self.scene.objects)):
             seen = covers[index]
@@ -222,13 +220,17 @@ class SceneRenderer:
         """Mean of 1/depth over the frame at time ``t`` (1 without layers): the factor by which the camera's
         translation moves the frame on screen on average."""
         inverse = np.ones((height, width), np.float32)
-        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
-            matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
-            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            alpha = cv2.warpAffine(image[..., 3], matrix, (width, height), flags=flags)
-            weight = alpha.astype(np.float32) / 255.0
+        for layer, weight in zip(self.scene.layers, self._layer_alphas(t, width, height), strict=True):
             inverse = inverse * (1 - weight) + weight / layer.depth
         return float(inverse.mean())
+
+    def _layer_alphas(self, t: float, width: int, height: int) -> list[np.ndarray]:
+        """Each nearer layer's coverage (0-1) of a ``width x height`` frame at time ``t``, farthest first."""
+        alphas = []
+        for layer, image, origin in zip(self.scene.layers, self.layer_images, self.canvas_origins[1:], strict=True):
+            matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
+            alphas.append(cv2.warpAffine(image[..., 3], matrix, (width, height), flags=ALPHA_WARP) / np.float32(255))
+        return alphas
 
     def render(self, width: int, height: int, fps: float, num_frames: int) -> np.ndarray:
         """``uint8[T, H, W, 3]`` frames at times ``i / fps``."""
