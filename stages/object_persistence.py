@@ -27,6 +27,8 @@ def persistent_regions(
     """``objects[P, h, w]`` without the regions that no other pair bears out. ``candidates[P, h, w]``: each pair's
     candidate motion before confirmation; ``forward[P, h, w, 2]``: its flow (px over ``intervals_s[P]``);
     ``times_s[P]``: when each pair starts."""
+    if not objects.any():  # most clips: nothing to check, and no distance maps to build
+        return objects
     kept = objects.copy()
     # px from each pixel to the pair's nearest candidate motion (none: farther than any tolerance)
     distances = [cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) for mask in candidates]
