@@ -1,7 +1,7 @@
 """Acceptance run of the MotionStone estimator on CPU (issue 5), in one command.
 
     python benchmarks/estimator.py [--train-clips 168] [--held-out-clips 56] [--minutes 15]
-        [--hard /tmp/decouple-bench] [--labels flow|track]
+        [--hard /tmp/decouple-bench] [--labels flow|track] [--seeds 0 1 2]
 
 Generates a training set (seed 0) and a separately seeded held-out set (seed 1) with
 `motionpipe sample-data`, annotates both (`--conditions none`) for pseudo-labels, trains within the
@@ -12,7 +12,8 @@ flow_mean baselines, Spearman, score histograms and timings.
 ``--hard CACHE`` takes the clips of benchmarks/decouple.py's cache instead (noise, blur, crf 42, 12-60 fps,
 half and double size, fast pans, zooms, parallax; render them first with that script): its seed 0 to train,
 its held-out seed 1 to evaluate. ``--labels track`` trains on MotionStone's track pseudo-labels (annotated
-with the built-in flow_chain tracker) instead of the flow-based ones.
+with the built-in flow_chain tracker) instead of the flow-based ones. ``--seeds`` trains and evaluates once per
+training seed on the same annotations: how much of a difference between two runs is the seed's.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the data and checkpoint here")
     parser.add_argument("--hard", type=Path, help="benchmarks/decouple.py's cache: train on seed 0, hold out seed 1")
     parser.add_argument("--labels", choices=["flow", "track"], default="flow", help="pseudo-labels to train on")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="motionpipe-estimator-"))
     started = time.perf_counter()
@@ -92,29 +94,36 @@ def main() -> None:
         run("annotate", str(root / name / "shards"), out, "--local", "--conditions", "none", *tracker)
     prepared = time.perf_counter()
     steps = int(args.minutes * STEPS_PER_MINUTE_CPU)
-    print(
-        run(
-            "train-estimator",
-            str(root / "train" / "shards"),
-            "--run",
-            str(root / "train" / "out"),
-            "--out",
-            str(root / "ckpt"),
-            "--steps",
-            str(steps),
-            "--labels",
-            args.labels,
-        ).strip()
+    for seed in args.seeds:
+        train_and_evaluate(root, args.labels, steps, seed)
+    print(f"data + annotate {prepared - started:.0f} s; data in {root}")
+
+
+def train_and_evaluate(root: Path, labels: str, steps: int, seed: int) -> None:
+    """Train the estimator with ``seed`` on the annotated training set; print its held-out accuracies."""
+    started = time.perf_counter()
+    checkpoint = root / f"ckpt-seed{seed}"
+    print(f"\n=== training seed {seed}")
+    trained = run(
+        "train-estimator",
+        str(root / "train" / "shards"),
+        "--run",
+        str(root / "train" / "out"),
+        "--out",
+        str(checkpoint),
+        "--steps",
+        str(steps),
+        "--labels",
+        labels,
+        "--seed",
+        str(seed),
     )
-    trained = time.perf_counter()
+    print(trained.strip())
     pairs = truth_pairs(root / "held" / "ground_truth.json", root / "held_truth_pairs.parquet")
-    common = [str(root / "held" / "shards"), "--run", str(root / "held" / "out"), "--estimator", str(root / "ckpt")]
+    common = [str(root / "held" / "shards"), "--run", str(root / "held" / "out"), "--estimator", str(checkpoint)]
     print("\nheld-out, ground-truth pairs:\n" + run("eval-estimator", *common, "--pairs", str(pairs)))
-    print(f"held-out, {args.labels} pseudo-label pairs:\n" + run("eval-estimator", *common))
-    print(
-        f"data + annotate {prepared - started:.0f} s; training {trained - prepared:.0f} s ({steps} steps); "
-        f"data in {root}"
-    )
+    print(f"held-out, {labels} pseudo-label pairs:\n" + run("eval-estimator", *common))
+    print(f"training {time.perf_counter() - started:.0f} s ({steps} steps)")
 
 
 if __name__ == "__main__":

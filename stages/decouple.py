@@ -27,6 +27,7 @@ from motionpipe.stages.flow_checks import squared_length
 from motionpipe.stages.motion_units import pct_diag_per_s
 from motionpipe.stages.object_persistence import persistent_regions
 from motionpipe.stages.residual_motion import (
+    confirm_ratio_at,
     confirmed_regions,
     explain_parallax,
     lands_inside,
@@ -60,8 +61,9 @@ class DecoupleConfig:
         the flow, at least (1 keeps nearly every region). Measured on the tuning seed of benchmarks/decouple.py
         at 256 px, pairs 1/12 s apart, crf 42 aside: blobs of flow error 1.35 median, 2.1 at the 90th percentile
         (the few above, up to 4.5, do not persist: stages/object_persistence.py); the largest region of a pair
-        with objects 2.6 at the 5th percentile, 7.0 median. At a 96 px short side, 3 of 17 slow objects
-        (3-6 %diag/s) fall below 2 and are lost (none at 1.2): lower it there.
+        with objects 2.6 at the 5th percentile, 7.0 median. That is the ratio at a 256 px processing size; smaller
+        frames use less (residual_motion.confirm_ratio_at): at 96 px, 2 lost 3 of 17 slow objects (3-6 %diag/s)
+        and the 1.375 used there none.
     min_object_area: connected regions smaller than this fraction of the frame are noise.
     static_threshold: %diag/s; a camera whose translation, zoom and rotation each move the frame less
         than this on average is 'static'.
@@ -190,7 +192,7 @@ class DecoupleStage(Stage):
         if not mask.any():
             return mask
         errors = photometric_errors(*measuring_grey(video, pair), camera, forward)
-        return confirmed_regions(mask, *errors, self.config.confirm_ratio)
+        return confirmed_regions(mask, *errors, confirm_ratio_at(self.config.confirm_ratio, min(mask.shape)))
 
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion, config = clip.video, clip.motion, self.config

@@ -53,6 +53,8 @@ MIN_PARALLAX_SPREAD = 0.6
 # where parallax fills the along part, the across part is flow error alone and gives the noise floor back.
 ACROSS_TO_LENGTH = 1.75
 PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
+# The measuring short side at which DecoupleConfig.confirm_ratio was measured (256 px processing frames).
+CONFIRM_REFERENCE_PX = 128
 
 
 def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
@@ -199,6 +201,14 @@ def photometric_errors(
         warped = cv2.remap(second, moved[..., 0], moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         errors.append(cv2.blur(np.abs(first - warped), (PHOTOMETRIC_WINDOW_PX, PHOTOMETRIC_WINDOW_PX)))
     return errors[0], errors[1]
+
+
+def confirm_ratio_at(ratio: float, short_side_px: int) -> float:
+    """The confirmation ratio for a pair measured ``short_side_px`` high: ``ratio`` was measured at
+    ``CONFIRM_REFERENCE_PX``. On a smaller frame the same motion (in %diag/s) moves the pixels fewer px, and the flow's
+    match gain over the camera's shrinks with the distance, so the ratio's excess over 1 shrinks in proportion (at a
+    96 px processing size, 1.375 for 2.0); a larger frame keeps ``ratio``."""
+    return 1 + (ratio - 1) * min(1.0, short_side_px / CONFIRM_REFERENCE_PX)
 
 
 def confirmed_regions(

@@ -150,11 +150,8 @@ def annotated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good = make_clip(Scene(seed=41, pan=(6.0, 0.0)), 192, 128, seconds=2.0)
     members = [("pan.mp4", good), ("pan.txt", b"a pan"), ("broken.mp4", b"x" * 900)]
     write_tar(root / "shards" / "mixed-000000.tar", members)
-    # 96 px keeps the run short; at that size a slow object's pixels confirm it only 1.3-1.4 times better than the
-    # camera (stages/decouple.py: confirm_ratio), so the check is relaxed to keep moving objects in the run
-    config = build_config(
-        overrides=["conditions.include=all", "decode.short_side=96", "decouple.confirm_ratio=1.2"]
-    )
+    # 96 px keeps the run short (the confirmation ratio is 1.375 there: residual_motion.confirm_ratio_at)
+    config = build_config(overrides=["conditions.include=all", "decode.short_side=96"])
     result = annotate(resolve_shards([str(root / "shards")]), root / "out", config, SilentProgress(), local=True)
     assert not result.failed
     return root

@@ -63,6 +63,33 @@ def test_zoom_is_detected(annotate, rate, kind):
     assert fields["camera_motion"] == pytest.approx(truth["camera_motion"], rel=0.1)
 
 
+@pytest.fixture(scope="module")
+def annotate_small():
+    """At a 96 px processing size (measuring pairs 48 px high), where a slow object moves well under a pixel."""
+    stages = ready_stages("conditions.include=none", "decode.short_side=96")
+
+    def run(scene: Scene) -> tuple[dict, dict]:
+        return run_stages(stages, make_clip(scene)).fields, ground_truth(scene, SampleSpec())
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "seed, pan, velocity",
+    [(51, (0.0, 0.0), (3.5, 1.5)), (52, (8.0, 0.0), (-3.0, 2.5)), (53, (0.0, -6.0), (4.0, -1.0))],
+)
+def test_a_slow_object_is_kept_on_small_frames(annotate_small, seed, pan, velocity):
+    """With the ratio measured at 256 px, 2 of these 3 read 0: the flow's match gain shrinks with the frame."""
+    fields, truth = annotate_small(Scene(seed=seed, pan=pan, objects=(SceneObject((0.4, 0.5), 0.2, velocity),)))
+    # small frames read objects up to 40% low: flow smoothed over their edges covers more of them
+    assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.45)
+
+
+def test_a_still_scene_reads_no_object_motion_on_small_frames(annotate_small):
+    fields, _ = annotate_small(Scene(seed=54, pan=(8.0, 0.0)))
+    assert fields["object_motion"] < STILL_OBJECT_MOTION
+
+
 def test_camera_rates_of_known_homographies():
     width, height, dt = 400, 300, 0.04  # diagonal 500 px
     shift = np.array([[1, 0, -5.0], [0, 1, 2.0], [0, 0, 1]])  # content moves left and down: camera right and up

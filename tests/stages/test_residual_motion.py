@@ -10,8 +10,10 @@ from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
 from motionpipe.pipeline.synthetic_video import DepthLayer, Scene, SceneObject, render_scene
 from motionpipe.pipeline.video_encoding import encode_video
 from motionpipe.stages.residual_motion import (
+    CONFIRM_REFERENCE_PX,
     MIN_PARALLAX_SPREAD,
     PARALLAX_SPILL,
+    confirm_ratio_at,
     confirmed_regions,
     lands_inside,
     object_evidence,
@@ -64,6 +66,13 @@ def test_a_region_counts_only_where_the_flow_matches_better_than_the_camera():
     flow_error[2:8, 2:8] = 0.2  # the flow explains this region's pixels: it moves
     kept = confirmed_regions(mask, camera_error, flow_error, 2.0)
     assert kept[2:8, 2:8].all() and not kept[12:18, 12:18].any()
+
+
+def test_the_confirmation_ratio_shrinks_toward_1_on_smaller_frames():
+    assert confirm_ratio_at(2.0, CONFIRM_REFERENCE_PX) == 2.0
+    assert confirm_ratio_at(2.0, 4 * CONFIRM_REFERENCE_PX) == 2.0  # never stricter than asked
+    assert confirm_ratio_at(2.0, 48) == pytest.approx(1.375)  # 96 px processing frames
+    assert confirm_ratio_at(1.0, 48) == 1.0
 
 
 def away_from(epipole: tuple[float, float]) -> np.ndarray:
