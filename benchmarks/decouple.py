@@ -1,6 +1,7 @@
 """Accuracy of camera vs object motion on synthetic clips with known motion, under what real video does to them.
 
     python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0] [--save run.json] [--against old.json]
+        [--oracle]
 
 A set of scenes (seed 0: the tuning set; seed 1 and up: held out, never tuned on) crosses camera motion
 (static, slow and fast pans (>= 30 %diag/s), tilts, zoom in and out) with object motion (none, slow, fast,
@@ -14,7 +15,9 @@ Reported per condition: pairwise accuracy of object_motion and camera_motion aga
 counts when the truths differ by more than 20%), camera_type accuracy, and the largest object_motion of a
 still scene; then how far each scene's object_motion moves across frame rates and resolutions. ``--save``
 writes the rows; ``--against`` prints a saved run's figures beside these, so today's method and an older one
-(run with that code on PYTHONPATH and the same cache) are compared on the same clips.
+(run with that code on PYTHONPATH and the same cache) are compared on the same clips. ``--oracle`` adds the
+object pair accuracy that the same flow and homography reach over the true (rendered) object masks: the gap
+between the two is what finding the objects costs, the rest is measuring them.
 """
 
 from __future__ import annotations
@@ -209,15 +212,19 @@ def prepare_cache(cache: Path, seed: int) -> list[dict]:
     return [cached[job[0].stem] for job in jobs]
 
 
-def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str]) -> list[dict]:
-    """Each cached clip through the annotate stages in this process -> truth rows with the measured fields."""
+def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], oracle: bool = False) -> list[dict]:
+    """Each cached clip through the annotate stages in this process -> truth rows with the measured fields (and,
+    with ``oracle``, the object_motion read over the true object masks)."""
     from motionpipe.pipeline.config import build_config
     from motionpipe.pipeline.shard_runner import build_annotation_stages
+    from motionpipe.pipeline.synthetic_video import SceneRenderer
     from motionpipe.stages.base import ClipRecord
 
     stages = build_annotation_stages(build_config(overrides=["conditions.include=none", *overrides]))
     for stage in stages:
         stage.setup()
+    scenes = {name: dict(scene_set) for name, scene_set in scene_sets(seed).items()}
+    conditions = {condition.name: condition for condition in CONDITIONS}
     rows = []
     for row in truth:
         payload = (cache / f"seed{seed}" / f"{row['clip']}.mp4").read_bytes()
@@ -227,8 +234,40 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str]) ->
         if not clip.ok:
             raise RuntimeError(f"{row['clip']}: {clip.error_detail}")
         measured = {k: clip.fields[k] for k in ("camera_motion", "object_motion", "camera_type")}
+        if oracle:
+            condition = conditions[row["condition"]]
+            width, height = condition.size
+            renderer = SceneRenderer(scenes[condition.scenes][row["scene"]], width / height, SECONDS)
+            measured["oracle_object_motion"] = oracle_object_motion(clip, renderer)
         rows.append(row | {"measured": measured})
     return rows
+
+
+def oracle_object_motion(clip, renderer) -> float:
+    """object_motion as the decouple stage reads it (the median speed of the flow less each pair's homography) over
+    the true visible object pixels, one in from their edges: what the method reads when it finds exactly the
+    objects. Against the measured value it tells errors of detection from errors of measurement."""
+    import cv2
+
+    from motionpipe.stages.camera_model import camera_flow, fit_camera
+    from motionpipe.stages.flow_checks import squared_length
+    from motionpipe.stages.motion_units import pct_diag_per_s
+    from motionpipe.stages.residual_motion import lands_inside
+
+    motion, video = clip.motion, clip.video
+    height, width = motion.pair_forward.shape[1:3]
+    reliable = motion.pair_consistent & lands_inside(motion.pair_forward)
+    speeds = [np.zeros(0)]
+    for forward, trusted, (first, second) in zip(motion.pair_forward, reliable, video.pairs.tolist(), strict=True):
+        coverage = renderer.visible_object_coverage(video.times_s[first], width, height)
+        if not coverage:
+            continue
+        seen = cv2.erode((np.max(coverage, axis=0) > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        residual = forward - camera_flow(fit_camera(forward, trusted).homography, width, height)
+        per_px = pct_diag_per_s(width, height, video.interval_s(first, second))
+        speeds.append(np.sqrt(squared_length(residual[seen & trusted])) * per_px)
+    everything = np.concatenate(speeds)
+    return float(np.median(everything)) if everything.size else 0.0
 
 
 def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float = 0.2) -> tuple[float, int]:
@@ -283,6 +322,14 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
             for f in figures
         ]
         print(f"{condition.name:<15}{''.join(cells)}")
+    if "oracle_object_motion" in rows[0]["measured"]:
+        print(f"\n{'condition':<15}{'obj now':>13}{'true masks':>13}   object pair accuracy; over the true masks")
+        for condition in CONDITIONS:
+            chosen = [r for r in rows if r["condition"] == condition.name]
+            truth = [r["object_motion"] for r in chosen]
+            now, _ = pairwise_accuracy(truth, [r["measured"]["object_motion"] for r in chosen])
+            masks, _ = pairwise_accuracy(truth, [r["measured"]["oracle_object_motion"] for r in chosen])
+            print(f"{condition.name:<15}{now:>13.2f}{masks:>13.2f}")
     for name, run in runs.items():
         for family, (share, worst) in invariance_figures(run).items():
             print(f"{name}: object_motion across {family}: {share:.0%} of scenes within 10%, worst {worst:.0%}")
@@ -309,10 +356,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. flow.dis_preset=fast")
     parser.add_argument("--save", type=Path, help="write the rows (truth and measured) as JSON")
     parser.add_argument("--against", type=Path, help="a saved run to print beside this one")
+    parser.add_argument("--oracle", action="store_true", help="also read object_motion over the true object masks")
     args = parser.parse_args()
     truth = prepare_cache(args.cache, args.seed)
     started = time.perf_counter()
-    rows = annotate(args.cache, args.seed, truth, args.set)
+    rows = annotate(args.cache, args.seed, truth, args.set, args.oracle)
     print(f"seed {args.seed}: {len(rows)} clips annotated in {time.perf_counter() - started:.0f} s")
     if args.save:
         args.save.write_text(json.dumps(rows))

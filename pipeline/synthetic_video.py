@@ -202,19 +202,24 @@ class SceneRenderer:
     def visible_object_areas(self, t: float, width: int = 160, height: int = 120) -> list[float]:
         """Pixels of each object seen at time ``t`` in a ``width x height`` frame: what the frame's edge, the objects
         drawn after it and the nearer layers leave of it (a ground truth weighted by what a camera sees)."""
+        return [float(seen.sum()) for seen in self.visible_object_coverage(t, width, height)]
+
+    def visible_object_coverage(self, t: float, width: int, height: int) -> list[np.ndarray]:
+        """Each object's coverage (0-1) of a ``width x height`` frame at time ``t`` as seen: less what the objects
+        drawn after it and the nearer layers hide (true object masks, for telling detection from measurement)."""
         covers = []  # alpha of everything in the frame, in drawing order: objects, then layers
         for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
             half = sprite.shape[0] / 2
             matrix = self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
             covers.append(cv2.warpAffine(sprite[..., 3], matrix, (width, height), flags=ALPHA_WARP) / 255.0)
         covers += self._layer_alphas(t, width, height)
-        areas = []
+        visible = []
         for index in range(len(self.scene.objects)):
             seen = covers[index]
             for above in covers[index + 1 :]:
                 seen = seen * (1 - above)
-            areas.append(float(seen.sum()))
-        return areas
+            visible.append(seen)
+        return visible
 
     def mean_inverse_depth(self, t: float, width: int = 160, height: int = 120) -> float:
         """Mean of 1/depth over the frame at time ``t`` (1 without layers): the factor by which the camera's

@@ -25,6 +25,14 @@ def test_the_frame_edge_and_an_object_drawn_over_it_hide_parts():
     assert hidden < 0.02 * shown
 
 
+def test_an_objects_coverage_lies_where_it_is_drawn():
+    (coverage,) = renderer_of(
+        Scene(seed=1, objects=(SceneObject((0.25, 0.5), 0.1, (0.0, 0.0)),))
+    ).visible_object_coverage(0.0, 160, 120)
+    assert coverage.shape == (120, 160)
+    assert coverage[60, 40] > 0.99 and coverage[60, 120] == 0  # the disc's centre; the frame's other half
+
+
 def test_nearer_layers_hide_objects():
     objects = (SceneObject((0.3, 0.5), 0.15, (4.0, 0.0)), SceneObject((0.7, 0.5), 0.17, (15.0, 0.0)))
     scene = Scene(seed=7, objects=objects, layers=(DepthLayer(0.5, 0.6),))
