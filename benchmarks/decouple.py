@@ -33,8 +33,13 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the heavy modules load inside the functions that use them
+    from motionpipe.pipeline.synthetic_video import SceneRenderer
+    from motionpipe.stages.base import ClipRecord
 
 CAMERAS = ("static", "pan_slow", "pan_fast", "tilt", "zoom_in", "zoom_out")
 PARALLAX_CAMERAS = ("pan_slow", "pan_medium", "tilt", "diagonal")
@@ -243,7 +248,7 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], or
     return rows
 
 
-def oracle_object_motion(clip, renderer) -> float:
+def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
     """object_motion as the decouple stage reads it (the median speed of the flow less each pair's homography) over
     the true visible object pixels, one in from their edges: what the method reads when it finds exactly the
     objects. Against the measured value it tells errors of detection from errors of measurement."""

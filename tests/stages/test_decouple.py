@@ -18,14 +18,19 @@ STILL_CAMERA_MOTION = 0.3  # %diag/s: a still camera reads below this
 OBJECT = SceneObject(start=(0.35, 0.5), radius=0.2, velocity=(10.0, 3.0))
 
 
-@pytest.fixture(scope="module")
-def annotate():
-    stages = ready_stages("conditions.include=none")
+def annotator(*overrides: str):
+    """A scene -> (the fields the annotate stages give its encoded clip, its ground truth)."""
+    stages = ready_stages("conditions.include=none", *overrides)
 
     def run(scene: Scene) -> tuple[dict, dict]:
         return run_stages(stages, make_clip(scene)).fields, ground_truth(scene, SampleSpec())
 
     return run
+
+
+@pytest.fixture(scope="module")
+def annotate():
+    return annotator()
 
 
 @pytest.mark.parametrize(
@@ -66,12 +71,7 @@ def test_zoom_is_detected(annotate, rate, kind):
 @pytest.fixture(scope="module")
 def annotate_small():
     """At a 96 px processing size (measuring pairs 48 px high), where a slow object moves well under a pixel."""
-    stages = ready_stages("conditions.include=none", "decode.short_side=96")
-
-    def run(scene: Scene) -> tuple[dict, dict]:
-        return run_stages(stages, make_clip(scene)).fields, ground_truth(scene, SampleSpec())
-
-    return run
+    return annotator("decode.short_side=96")
 
 
 @pytest.mark.parametrize(
