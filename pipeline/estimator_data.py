@@ -3,8 +3,10 @@ pseudo-labels of an annotate run, split by key, and the pairs the ranking loss l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +52,15 @@ def in_validation(key: str, fraction: float) -> bool:
 
 
 def annotate_decode_config(run_dir: str | Path) -> DecodeConfig:
-    """The decode settings the pseudo-labels were computed with, so the estimator sees the same frames."""
-    run = json.loads((Path(run_dir) / "run.json").read_text())
-    return build_config(overrides=[f"decode.{k}={v}" for k, v in run["config"]["decode"].items()]).decode
+    """The decode settings the pseudo-labels were computed with, so the estimator sees the same frames. A setting
+    that this version no longer has (a run annotated by an older one, e.g. ``max_pair_gap_s``) is left out with a
+    warning rather than refusing the run: the estimator sees only the samples, which such settings did not place."""
+    recorded = json.loads((Path(run_dir) / "run.json").read_text())["config"]["decode"]
+    known = {field.name for field in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(recorded) - known)
+    if unknown:
+        warnings.warn(f"{run_dir}: decode settings this version does not have are ignored: {unknown}", stacklevel=2)
+    return build_config(overrides=[f"decode.{k}={v}" for k, v in recorded.items() if k in known]).decode
 
 
 def labelled_rows(run_dir: str | Path, label_source: str) -> tuple[dict[str, dict], int]:

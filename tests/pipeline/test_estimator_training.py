@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,6 +37,20 @@ def test_clips_load_once_with_their_pseudo_labels(clip_set):
     data, _ = clip_set
     assert len(data.keys) == 8 and data.inputs.shape == (8, 16, 6, 64, 112)
     assert data.labels["camera"].max() > 3 and data.labels["object"].min() >= 0
+
+
+def test_a_run_with_a_decode_setting_this_version_lacks_still_trains(clip_set, tmp_path):
+    """Runs annotated before decode.max_pair_gap_s was split in two record it; the estimator's samples do not
+    depend on it, so such a run still loads (with a warning), to the same inputs."""
+    data, root = clip_set
+    old_run = tmp_path / "out"
+    shutil.copytree(root / "out", old_run)
+    record = json.loads((old_run / "run.json").read_text())
+    record["config"]["decode"]["max_pair_gap_s"] = 1 / 24
+    (old_run / "run.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="max_pair_gap_s"):
+        loaded = load_clip_set(resolve_shards([str(root / "shards")]), old_run, CPU_CONFIG)
+    assert loaded.keys == data.keys and np.array_equal(loaded.inputs, data.inputs)
 
 
 def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
