@@ -94,13 +94,15 @@ def main() -> None:
         run("annotate", str(root / name / "shards"), out, "--local", "--conditions", "none", *tracker)
     prepared = time.perf_counter()
     steps = int(args.minutes * STEPS_PER_MINUTE_CPU)
+    pairs = truth_pairs(root / "held" / "ground_truth.json", root / "held_truth_pairs.parquet")
     for seed in args.seeds:
-        train_and_evaluate(root, args.labels, steps, seed)
+        train_and_evaluate(root, args.labels, steps, seed, pairs)
     print(f"data + annotate {prepared - started:.0f} s; data in {root}")
 
 
-def train_and_evaluate(root: Path, labels: str, steps: int, seed: int) -> None:
-    """Train the estimator with ``seed`` on the annotated training set; print its held-out accuracies."""
+def train_and_evaluate(root: Path, labels: str, steps: int, seed: int, pairs: Path) -> None:
+    """Train the estimator with ``seed`` on the annotated training set; print its held-out accuracies against the
+    ground-truth ``pairs`` and the held-out pseudo-labels."""
     started = time.perf_counter()
     checkpoint = root / f"ckpt-seed{seed}"
     print(f"\n=== training seed {seed}")
@@ -119,7 +121,6 @@ def train_and_evaluate(root: Path, labels: str, steps: int, seed: int) -> None:
         str(seed),
     )
     print(trained.strip())
-    pairs = truth_pairs(root / "held" / "ground_truth.json", root / "held_truth_pairs.parquet")
     common = [str(root / "held" / "shards"), "--run", str(root / "held" / "out"), "--estimator", str(checkpoint)]
     print("\nheld-out, ground-truth pairs:\n" + run("eval-estimator", *common, "--pairs", str(pairs)))
     print(f"held-out, {labels} pseudo-label pairs:\n" + run("eval-estimator", *common))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ STILL_CAMERA_MOTION = 0.3  # %diag/s: a still camera reads below this
 OBJECT = SceneObject(start=(0.35, 0.5), radius=0.2, velocity=(10.0, 3.0))
 
 
-def annotator(*overrides: str):
+def annotator(*overrides: str) -> Callable[[Scene], tuple[dict, dict]]:
     """A scene -> (the fields the annotate stages give its encoded clip, its ground truth)."""
     stages = ready_stages("conditions.include=none", *overrides)
 
