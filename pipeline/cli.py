@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--labels", choices=LABEL_SOURCES, help="pseudo-labels to compare with (default: those it was trained on)"
     )
+    evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON (for scripts comparing runs)")
 
     inspect = commands.add_parser(
         "inspect",
@@ -484,6 +485,9 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
         histogram = report["estimator"]["score_histograms"][head]
         spearman = report["estimator"][f"{head}_spearman"]
         print(f"{head}: Spearman with pseudo-labels {spearman:.3f}; clips per score unit 1..10: {histogram}")
+    if args.json:
+        summary = {"version": meta["version"], "clips": len(data.keys), "pairs": len(pairs), "report": report}
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return EXIT_OK
 
 

@@ -109,6 +109,20 @@ def test_evaluation_reports_accuracy_beside_the_baselines(clip_set, tmp_path):
     assert sum(report["estimator"]["score_histograms"]["object"]) == 8
 
 
+def test_eval_estimator_writes_its_report_as_json(clip_set, tmp_path, capsys):
+    """Scripts that compare runs (benchmarks/estimator.py over training seeds) read the numbers, not the text."""
+    from motionpipe.pipeline.cli import main
+
+    data, root = clip_set
+    train_estimator(data, tmp_path / "ckpt", TrainConfig(steps=2, batch_pairs=2))
+    args = [str(root / "shards"), "--run", str(root / "out"), "--estimator", str(tmp_path / "ckpt")]
+    assert main(["eval-estimator", *args, "--json", str(tmp_path / "report.json")]) == 0
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["clips"] == 8 and written["version"] == load_checkpoint(tmp_path / "ckpt")[1]["version"]
+    accuracy = written["report"]["estimator"]["object_accuracy"]
+    assert 0 <= accuracy <= 1 and f"{accuracy:.1%}" in capsys.readouterr().out
+
+
 def test_pairs_from_pseudo_labels_and_from_judgements(tmp_path):
     pairs = pseudo_label_pairs({"object": np.array([1.0, 1.1, 5.0]), "camera": np.array([0.0, 0.0, 0.0])}, 0.2)
     decided = {(a, b): w for a, b, w in zip(pairs.first, pairs.second, pairs.winners["object"], strict=True)}
