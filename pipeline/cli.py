@@ -464,6 +464,7 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
     from motionpipe.pipeline.estimator_data import HEADS, judged_pairs, load_clip_set, pseudo_label_pairs
     from motionpipe.pipeline.estimator_eval import evaluate
     from motionpipe.pipeline.inspect_run import read_metadata
+    from motionpipe.pipeline.run_outputs import write_json_atomically
     from motionpipe.stages.estimator_io import load_checkpoint
     from motionpipe.stages.flow_backends import MissingWeightsError
 
@@ -487,7 +488,7 @@ def run_eval_estimator(args: argparse.Namespace) -> int:
         print(f"{head}: Spearman with pseudo-labels {spearman:.3f}; clips per score unit 1..10: {histogram}")
     if args.json:
         summary = {"version": meta["version"], "clips": len(data.keys), "pairs": len(pairs), "report": report}
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomically(Path(args.json), summary)
     return EXIT_OK
 
 
