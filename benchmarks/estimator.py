@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from motionpipe.pipeline.estimator_data import HEADS
+
 MOTIONPIPE = str(Path(sys.executable).parent / "motionpipe")
 STEPS_PER_MINUTE_CPU = 65  # measured: ~1.1 steps/s with 8 pairs per step on 2 cores, plus decoding the clips
 
@@ -109,7 +111,7 @@ def print_spread(accuracies: dict[int, dict[str, float]]) -> None:
     for seed, heads in accuracies.items():
         print(f"seed {seed}: " + ", ".join(f"{head} {value:.1%}" for head, value in heads.items()))
     if len(accuracies) > 1:
-        for head in ("object", "camera"):
+        for head in next(iter(accuracies.values())):
             values = [heads[head] for heads in accuracies.values()]
             print(f"{head}: mean {np.mean(values):.1%}, range {min(values):.1%} - {max(values):.1%}")
 
@@ -142,7 +144,7 @@ def train_and_evaluate(root: Path, labels: str, steps: int, seed: int, pairs: Pa
     print(f"held-out, {labels} pseudo-label pairs:\n" + run("eval-estimator", *common))
     print(f"training {time.perf_counter() - started:.0f} s ({steps} steps)")
     estimator = json.loads(report_file.read_text())["report"]["estimator"]
-    return {head: estimator[f"{head}_accuracy"] for head in ("object", "camera")}
+    return {head: estimator[f"{head}_accuracy"] for head in HEADS}
 
 
 if __name__ == "__main__":
