@@ -3,6 +3,7 @@
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
 flow minus what the camera explains, is object motion once what real video fakes is taken out
 (stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm;
+stages/temporal_support.py: regions a frame a quarter second on does not show still moving;
 stages/object_persistence.py: regions that no other pair bears out).
 Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
 segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the median
@@ -41,6 +42,7 @@ from motionpipe.stages.segmenters import (
     Segmenter,
     require_sam2_checkpoint,
 )
+from motionpipe.stages.temporal_support import PairFlows, still_moving, support_frame
 
 SEGMENTERS = ("motion_regions", "sam2")
 
@@ -194,6 +196,16 @@ class DecoupleStage(Stage):
         errors = photometric_errors(*measuring_grey(video, pair), camera, forward)
         return confirmed_regions(mask, *errors, confirm_ratio_at(self.config.confirm_ratio, min(mask.shape)))
 
+    @staticmethod
+    def _kept_moving(mask: np.ndarray, video: DecodedVideo, pair: list[int], flows: PairFlows) -> np.ndarray:
+        """The pair's regions that a frame ``SUPPORT_GAP_S`` away still shows moving (stages/temporal_support.py);
+        all of them when the clip is too short to have one."""
+        later = support_frame(video.times_s, pair[0])
+        if not mask.any() or later < 0:
+            return mask
+        first, second = measuring_grey(video, [pair[0], later])
+        return still_moving(mask, first, second, flows, video.interval_s(pair[0], later) / video.interval_s(*pair))
+
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion, config = clip.video, clip.motion, self.config
         height, width = motion.pair_forward.shape[1:3]  # the measuring size: px below are half-size px
@@ -220,6 +232,12 @@ class DecoupleStage(Stage):
             [
                 self._confirmed(mask, video, pair, still, forward)
                 for mask, pair, still, forward in zip(candidates, pairs, still_flow, motion.pair_forward, strict=True)
+            ]
+        )
+        objects = np.stack(
+            [
+                self._kept_moving(mask, video, pair, PairFlows(*flows))
+                for mask, pair, *flows in zip(objects, pairs, motion.pair_forward, induced, still_flow, strict=True)
             ]
         )
         anchors = np.array([video.times_s[first] for first, _ in pairs])
