@@ -13,12 +13,15 @@ from motionpipe.stages.residual_motion import (
     CONFIRM_REFERENCE_PX,
     MIN_PARALLAX_SPREAD,
     PARALLAX_SPILL,
+    along_and_across,
     confirm_ratio_at,
     confirmed_regions,
+    hypothesis_parts,
     lands_inside,
     object_evidence,
     parallax_directions,
     parallax_spread,
+    unit,
 )
 
 STILL_OBJECT_MOTION = 0.5  # issue 22: a still scene reads below this under any camera motion
@@ -133,3 +136,16 @@ def test_an_object_crossing_the_epipolar_lines_reads_its_speed_under_parallax(st
     scene = layered_scene((7.0, 7.0), (SceneObject((0.5, 0.3), 0.15, (4.0, 14.0)),))
     fields = run_stages(stages, encode_video(render_scene(scene, 320, 240, 24.0, 60), 24.0)).fields
     assert fields["object_motion"] == pytest.approx(ground_truth(scene, SampleSpec())["object_motion"], rel=0.15)
+
+
+def test_hypothesis_parts_are_the_parts_along_and_across_each_epipole_s_line_times_its_distance():
+    rng = np.random.default_rng(0)
+    vectors, points = rng.normal(size=(50, 2)), rng.uniform(-1, 1, (50, 2))
+    epipoles = np.vstack([rng.normal(size=(6, 3)), [[1.0, 0.5, 0.0]]])  # the last at infinity
+    along, across = hypothesis_parts(vectors, points, epipoles)
+    for epipole, along_e, across_e in zip(epipoles, along, across, strict=True):
+        towards = epipole[:2] - epipole[2] * points
+        expected = along_and_across(vectors, unit(towards))
+        distance = np.hypot(*towards.T)
+        np.testing.assert_allclose(along_e, expected[0] * distance, atol=1e-9)
+        np.testing.assert_allclose(across_e, expected[1] * distance, atol=1e-9)
