@@ -158,6 +158,12 @@ def parallax_spread(like: np.ndarray) -> float:
     return float(np.median(np.mean(cells, axis=1)))
 
 
+def shows_parallax(like: np.ndarray, reliable: np.ndarray, min_share: float) -> bool:
+    """Whether pixels ``like[P, h, w]`` cover more than ``min_share`` of the reliable ones and spread over the frame
+    (medians over pairs). Both only fall when pixels are taken out, so a superset that fails tells early."""
+    return parallax_share(like, reliable) > min_share and parallax_spread(like) >= MIN_PARALLAX_SPREAD
+
+
 def object_evidence(along: np.ndarray, across: np.ndarray) -> np.ndarray:
     """Residual length without its parallax-like part (px): across the epipolar line, beyond what parallax spills
     there."""
@@ -183,6 +189,8 @@ def explain_parallax(
     displacement."""
     length = np.sqrt(squared_length(residual))
     big_enough = reliable & (length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera)))
+    if not shows_parallax(big_enough, reliable, min_share):  # parallax-like pixels are among these: skip the fits
+        return None
     for _ in range(2):  # fitted with the floor given, then again with the floor across the first fit's lines
         significant = big_enough & (length > 2 * noise_px[:, None, None])
         rng = np.random.default_rng(0)  # the same clip gives the same epipoles
@@ -191,8 +199,7 @@ def explain_parallax(
         )
         along, across = along_and_across(residual, directions)
         noise_px = np.minimum(noise_px, ACROSS_TO_LENGTH * reliable_medians(across, reliable))
-    like = parallax_like(along, across, significant)
-    if parallax_share(like, reliable) <= min_share or parallax_spread(like) < MIN_PARALLAX_SPREAD:
+    if not shows_parallax(parallax_like(along, across, significant), reliable, min_share):
         return None
     return ParallaxExplanation(object_evidence(along, across), noise_px, camera + along[..., None] * directions)
 

@@ -87,8 +87,9 @@ def still_moving(
         return objects
     parallax = flows.still - flows.camera
     still = background_flow(first, later, scale * flows.camera, objects) + scale * parallax
+    owner = labels[objects]  # per object pixel, its region: medians over these, not over full-frame masks
+    own_motion = (flows.forward - flows.still)[objects]
+    velocities = np.array([np.median(own_motion[owner == label], axis=0) for label in range(1, count)])
     moved = still.copy()
-    for label in range(1, count):
-        region = labels == label
-        moved[region] += scale * np.median(flows.forward[region] - flows.still[region], axis=0)
+    moved[objects] += scale * velocities[owner - 1]
     return confirmed_regions(objects, *photometric_errors(first, later, still, moved), ratio)
