@@ -236,8 +236,10 @@ class DecoupleStage(Stage):
         )
         objects = np.stack(
             [
-                self._kept_moving(mask, video, pair, PairFlows(*flows))
-                for mask, pair, *flows in zip(objects, pairs, motion.pair_forward, induced, still_flow, strict=True)
+                self._kept_moving(mask, video, pair, PairFlows(forward, camera, still))
+                for mask, pair, forward, camera, still in zip(
+                    objects, pairs, motion.pair_forward, induced, still_flow, strict=True
+                )
             ]
         )
         anchors = np.array([video.times_s[first] for first, _ in pairs])

@@ -111,7 +111,7 @@ def hypothesis_parts(vectors: np.ndarray, points: np.ndarray, epipoles: np.ndarr
     """``along_and_across`` of each residual ``vectors[N, 2]`` at ``points[N, 2]`` on the line towards each of
     ``epipoles[E, 3]`` -> ``float[E, N]`` each, scaled by the distance to the epipole (the tests compare the two
     parts, which scale alike). The direction ``e_xy - e_w p`` is linear in the epipole, so both parts are matrix
-    products: 25x faster than forming the E x N directions (the parallax step ran every clip with a moving camera)."""
+    products, far cheaper than forming the E x N directions (explain_parallax 1.4 -> 0.8 s on 60 clips)."""
     px, py, vx, vy = points[:, 0], points[:, 1], vectors[:, 0], vectors[:, 1]
     along = epipoles @ np.stack([vx, vy, -(vx * px + vy * py)])
     across = np.abs(epipoles @ np.stack([-vy, vx, -(vx * py - vy * px)]))

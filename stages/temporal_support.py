@@ -6,8 +6,8 @@ one pair a patch of still scene really does move against the rest, and its pixel
 such moves cancel (the encoder keeps the picture near its source), while an object's displacement adds up. So each
 region is checked on a frame ``SUPPORT_GAP_S`` from its pair's first: moved as a still scene would move it, that frame
 must match the first clearly worse over the region than moved by the still scene's flow plus the region's own
-velocity. The camera over that baseline is fitted to DIS flow between the grey measuring frames: the measuring pairs
-are close together, and what the fit needs is the background, which any flow gets right.
+velocity. The still scene's flow over that baseline is the pair's, scaled, with an affine correction fitted to the DIS
+flow that the background leaves (a camera does not keep its speed exactly).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from motionpipe.stages.residual_motion import confirmed_regions, lands_inside, p
 
 SUPPORT_GAP_S = 0.25  # two samples at the default 8 fps: objects move 2-3x a pair's distance, encoder moves cancel
 SUPPORT_DIS_PRESET = "balanced"  # the CPU default's: from the guess, what is left to find is small
-FIT_STRIDE_PX = 4
+FIT_STRIDE_PX = 4  # the affine correction is fitted on a grid of points this far apart
 OUTLIER_FACTOR = 3.0  # points off the first affine fit by more than this many times its median misfit are left out
 SUPPORT_RATIO = 1.1  # the region's match error moved as a still scene over that moved with its velocity, at least
 
@@ -57,7 +57,7 @@ def background_flow(first: np.ndarray, second: np.ndarray, guess: np.ndarray, ob
     moved = grid + guess
     warped = cv2.remap(second, moved[..., 0], moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     left = DisFlow(SUPPORT_DIS_PRESET).flow(first[None].astype(np.uint8), warped[None].astype(np.uint8))[0]
-    sampled = (slice(FIT_STRIDE_PX // 2, None, FIT_STRIDE_PX),) * 2  # a grid of points is plenty for 6 parameters
+    sampled = (slice(FIT_STRIDE_PX // 2, None, FIT_STRIDE_PX),) * 2
     background = ~objects[sampled] & lands_inside(guess + left)[sampled]
     if background.sum() < 3:
         return guess
