@@ -42,7 +42,7 @@ from motionpipe.stages.segmenters import (
     Segmenter,
     require_sam2_checkpoint,
 )
-from motionpipe.stages.temporal_support import PairFlows, still_moving, support_frame
+from motionpipe.stages.temporal_support import SUPPORT_RATIO, PairFlows, still_moving, support_frame
 
 SEGMENTERS = ("motion_regions", "sam2")
 
@@ -66,6 +66,8 @@ class DecoupleConfig:
         with objects 2.6 at the 5th percentile, 7.0 median. That is the ratio at a 256 px processing size; smaller
         frames use less (residual_motion.confirm_ratio_at): at 96 px, 2 lost 3 of 17 slow objects (3-6 %diag/s)
         and the 1.375 used there none.
+    support_ratio: a region's match error with a frame a quarter second on, moved as a still scene, over that moved
+        with the region's own velocity too, at least (stages/temporal_support.py); 0 keeps every region.
     min_object_area: connected regions smaller than this fraction of the frame are noise.
     static_threshold: %diag/s; a camera whose translation, zoom and rotation each move the frame less
         than this on average is 'static'.
@@ -91,6 +93,7 @@ class DecoupleConfig:
     noise_factor: float = 3.0
     parallax_area: float = 0.15
     confirm_ratio: float = 2.0
+    support_ratio: float = SUPPORT_RATIO
 
     def __post_init__(self) -> None:
         if self.object_threshold <= 0 or self.static_threshold <= 0:
@@ -99,6 +102,8 @@ class DecoupleConfig:
             raise ValueError(
                 "decouple.noise_factor and decouple.confirm_ratio must be >= 1, decouple.parallax_area in (0, 1]"
             )
+        if self.support_ratio < 0:
+            raise ValueError(f"decouple.support_ratio must be >= 0 (0 keeps every region), got {self.support_ratio}")
         if not 0 <= self.min_object_area < 1:
             raise ValueError(f"decouple.min_object_area must be a fraction in [0, 1), got {self.min_object_area}")
         if self.dominance < 1:
@@ -196,15 +201,15 @@ class DecoupleStage(Stage):
         errors = photometric_errors(*measuring_grey(video, pair), camera, forward)
         return confirmed_regions(mask, *errors, confirm_ratio_at(self.config.confirm_ratio, min(mask.shape)))
 
-    @staticmethod
-    def _kept_moving(mask: np.ndarray, video: DecodedVideo, pair: list[int], flows: PairFlows) -> np.ndarray:
+    def _kept_moving(self, mask: np.ndarray, video: DecodedVideo, pair: list[int], flows: PairFlows) -> np.ndarray:
         """The pair's regions that a frame ``SUPPORT_GAP_S`` away still shows moving (stages/temporal_support.py);
         all of them when the clip is too short to have one."""
         later = support_frame(video.times_s, pair[0])
-        if not mask.any() or later < 0:
+        if not mask.any() or later < 0 or not self.config.support_ratio:
             return mask
         first, second = measuring_grey(video, [pair[0], later])
-        return still_moving(mask, first, second, flows, video.interval_s(pair[0], later) / video.interval_s(*pair))
+        scale = video.interval_s(pair[0], later) / video.interval_s(*pair)
+        return still_moving(mask, first, second, flows, scale, self.config.support_ratio)
 
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion, config = clip.video, clip.motion, self.config
