@@ -256,11 +256,12 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
 
     from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
 
-    # enough shards that Ctrl-C lands mid-run even when the machine is busy: with 4 the whole run once finished
-    # between the first shard's Parquet appearing and the test seeing it
-    shards = 10
+    # enough work that Ctrl-C lands mid-run: with 4 shards the whole run once finished between the first shard's
+    # Parquet appearing and the test seeing it, and with 10 of 4 clips (2.5 s of annotating) a fresh clone's CI
+    # once saw it exit 0, the interrupt handled only after the last shard
+    shards, clips_per_shard = 10, 12
     write_sample_data(
-        tmp_path / "data", shards=shards, clips_per_shard=4, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5)
+        tmp_path / "data", shards=shards, clips_per_shard=clips_per_shard, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5)
     )
     command = [MOTIONPIPE, "annotate", str(tmp_path / "data" / "shards"), str(tmp_path / "out")]
     running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -282,4 +283,4 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
     assert said and 1 <= int(said[1]) <= finished < shards, last  # a worker may finish one more
     done = motionpipe(*command[1:])
     assert done.returncode == 0, done.stderr
-    assert len(rows_by_key(tmp_path / "out")) == 4 * shards  # every clip once
+    assert len(rows_by_key(tmp_path / "out")) == clips_per_shard * shards  # every clip once
