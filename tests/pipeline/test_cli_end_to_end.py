@@ -257,8 +257,8 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
     from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
 
     # enough work that Ctrl-C lands mid-run: with 4 shards the whole run once finished between the first shard's
-    # Parquet appearing and the test seeing it, and with 10 of 4 clips (2.5 s of annotating) a fresh clone's CI
-    # once saw it exit 0, the interrupt handled only after the last shard
+    # Parquet appearing and the test seeing it. Open (issue 22's session-6 note): in fresh clones under /tmp this run
+    # finishes every shard and exits 0 whatever its size, while in the main checkout it stops as asserted
     shards, clips_per_shard = 10, 12
     write_sample_data(
         tmp_path / "data", shards=shards, clips_per_shard=clips_per_shard, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5)
