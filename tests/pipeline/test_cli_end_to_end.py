@@ -250,6 +250,7 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
     import re
     import signal
     import subprocess
+    import sys
     import time
 
     from conftest import MOTIONPIPE
@@ -257,14 +258,21 @@ def test_ctrl_c_stops_with_one_line_saying_what_finished_and_the_rerun_resumes(t
     from motionpipe.pipeline.sample_data import SampleSpec, write_sample_data
 
     # enough work that Ctrl-C lands mid-run: with 4 shards the whole run once finished between the first shard's
-    # Parquet appearing and the test seeing it. Open (issue 22's session-6 note): in fresh clones under /tmp this run
-    # finishes every shard and exits 0 whatever its size, while in the main checkout it stops as asserted
+    # Parquet appearing and the test seeing it
     shards, clips_per_shard = 10, 12
     write_sample_data(
         tmp_path / "data", shards=shards, clips_per_shard=clips_per_shard, seed=11, spec=SampleSpec(160, 120, 24.0, 1.5)
     )
     command = [MOTIONPIPE, "annotate", str(tmp_path / "data" / "shards"), str(tmp_path / "out")]
-    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal's foreground job: SIGINT at its default. A shell without job control starts background commands
+    # (`( pytest & )`, `bash -c 'pytest &'`) with SIGINT ignored; children inherit that, and Python then rightly keeps
+    # ignoring it, so without this reset the run would finish and exit 0 whatever the code does
+    in_foreground = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    running = subprocess.Popen(
+        [sys.executable, "-c", in_foreground, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metadata = tmp_path / "out" / "metadata"
     deadline = time.monotonic() + 240
     while not (metadata.is_dir() and any(metadata.glob("*.parquet"))) and time.monotonic() < deadline:
