@@ -29,10 +29,10 @@ from motionpipe.stages.motion_units import pct_diag_per_s
 from motionpipe.stages.object_persistence import persistent_regions
 from motionpipe.stages.residual_motion import (
     confirm_ratio_at,
-    confirmed_regions,
     explain_parallax,
     lands_inside,
-    photometric_errors,
+    region_box,
+    regions_matched_better,
     reliable_medians,
 )
 from motionpipe.stages.segmenters import (
@@ -166,9 +166,10 @@ def classify_camera(rates: CameraRates, width: int, height: int, config: Decoupl
     return "complex"
 
 
-def measuring_grey(video: DecodedVideo, pair: list[int]) -> list[np.ndarray]:
+def measuring_grey(video: DecodedVideo, pair: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """A pair's frames in grey at the measuring size (a pyramid step down, where the measuring pixels sit)."""
-    return [cv2.pyrDown(cv2.cvtColor(video.frames[index], cv2.COLOR_RGB2GRAY)).astype(np.float32) for index in pair]
+    first, second = (cv2.pyrDown(cv2.cvtColor(video.frames[index], cv2.COLOR_RGB2GRAY)) for index in pair)
+    return first.astype(np.float32), second.astype(np.float32)
 
 
 class DecoupleStage(Stage):
@@ -198,8 +199,9 @@ class DecoupleStage(Stage):
         """The pair's candidate regions that its pixels confirm; the frames are read only when there is one."""
         if not mask.any():
             return mask
-        errors = photometric_errors(*measuring_grey(video, pair), camera, forward)
-        return confirmed_regions(mask, *errors, confirm_ratio_at(self.config.confirm_ratio, min(mask.shape)))
+        box = region_box(mask)
+        ratio = confirm_ratio_at(self.config.confirm_ratio, min(mask.shape))
+        return regions_matched_better(mask, measuring_grey(video, pair), camera[box], forward[box], ratio, box)
 
     def _kept_moving(self, mask: np.ndarray, video: DecodedVideo, pair: list[int], flows: PairFlows) -> np.ndarray:
         """The pair's regions that a frame ``SUPPORT_GAP_S`` away still shows moving (stages/temporal_support.py);

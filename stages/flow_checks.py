@@ -38,6 +38,17 @@ def squared_length(vectors: np.ndarray) -> np.ndarray:
     return vectors[..., 0] ** 2 + vectors[..., 1] ** 2
 
 
+def region_medians(field: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """``float32[count, 2]``: per component of ``labels`` (``count`` of them, as cv2.connectedComponents gives),
+    the median of the vectors ``field[h, w, 2]`` over its pixels; row 0, the background's, is 0. One channel at a
+    time: numpy's median down a 2-long axis costs twice as much."""
+    medians = np.zeros((count, 2), np.float32)
+    for label in range(1, count):
+        region = labels == label
+        medians[label] = [np.median(field[..., axis][region]) for axis in (0, 1)]
+    return medians
+
+
 def forward_backward_consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """``bool[..., H, W]`` for forward and backward flow fields ``[..., H, W, 2]`` of the same pairs (a batch
     costs less than its fields one by one: the arithmetic runs once over all of them)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from motionpipe.stages.flow_checks import region_medians
+
 MIN_INSIDE_SHARE = 0.5  # another pair can check a region when this share of its carried pixels stays in the frame
 MIN_SUPPORT_SHARE = 0.25  # share of the carried region that must meet the other pair's candidate motion
 TOLERANCE_SHARE = 0.5  # candidate motion counts within this share of the region's radius...
@@ -34,9 +36,9 @@ def persistent_regions(
     distances = [cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) for mask in candidates]
     for pair, mask in enumerate(objects):
         count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-        for label in range(1, count):
+        velocities = region_medians(forward[pair], labels, count) / intervals_s[pair]
+        for label, velocity in enumerate(velocities[1:], start=1):
             ys, xs = np.nonzero(labels == label)
-            velocity = np.median(forward[pair, ys, xs], axis=0) / intervals_s[pair]
             radius = np.sqrt(len(xs) / np.pi)
             verdicts = set()
             for other in range(len(objects)):

@@ -56,13 +56,20 @@ PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
 # The measuring short side at which DecoupleConfig.confirm_ratio was measured (256 px processing frames).
 CONFIRM_REFERENCE_PX = 128
 
+Box = tuple[slice, slice]  # rows, columns of a frame
+WHOLE_FRAME: Box = (slice(None), slice(None))
+
+
+def within_frame(points: np.ndarray, height: int, width: int, edge_px: int = EDGE_PX) -> np.ndarray:
+    """``bool[...]``: the (x, y) ``points`` lie at least ``edge_px`` inside a ``height`` x ``width`` frame."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= edge_px) & (x <= width - 1 - edge_px) & (y >= edge_px) & (y <= height - 1 - edge_px)
+
 
 def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
     """``bool[..., H, W]``: the pixel is ``edge_px`` from the frame's edge and its flow lands as far inside."""
     height, width = forward.shape[-3:-1]
-    landed = pixel_grid(height, width) + forward
-    inside = (landed[..., 0] >= edge_px) & (landed[..., 0] <= width - 1 - edge_px)
-    inside &= (landed[..., 1] >= edge_px) & (landed[..., 1] <= height - 1 - edge_px)
+    inside = within_frame(pixel_grid(height, width) + forward, height, width, edge_px)
     inside[..., :edge_px, :] = inside[..., -edge_px:, :] = False
     inside[..., :edge_px] = inside[..., -edge_px:] = False
     return inside
@@ -205,20 +212,49 @@ def explain_parallax(
 
 
 def photometric_errors(
-    first: np.ndarray, second: np.ndarray, camera: np.ndarray, forward: np.ndarray
+    first: np.ndarray, second: np.ndarray, camera: np.ndarray, forward: np.ndarray, box: Box = WHOLE_FRAME
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of a pair (grey ``float32[h, w]`` frames at the measuring size), how badly the second frame
     matches the first when pixels move as the ``camera`` flow says (a still scene's flow, with parallax) and as the
     flow says: ``(camera_error, flow_error)``,
     absolute differences averaged over a small window (where an object moves, the flow matches better; where
-    the flow is an error on still background, the camera does)."""
-    grid = pixel_grid(*first.shape)
+    the flow is an error on still background, the camera does). Over ``box`` of the frame only: the flows are
+    given over it, and so are the errors."""
+    grid = pixel_grid(*first.shape)[box]
     errors = []
     for motion in (camera, forward):
         moved = grid + motion
         warped = cv2.remap(second, moved[..., 0], moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        errors.append(cv2.blur(np.abs(first - warped), (PHOTOMETRIC_WINDOW_PX, PHOTOMETRIC_WINDOW_PX)))
+        errors.append(cv2.blur(np.abs(first[box] - warped), (PHOTOMETRIC_WINDOW_PX, PHOTOMETRIC_WINDOW_PX)))
     return errors[0], errors[1]
+
+
+def region_box(mask: np.ndarray) -> Box:
+    """The bounding box of ``mask``'s pixels (at least one), widened by the match window's reach: errors averaged
+    over the box are, at those pixels, the whole frame's. Regions are small and frames are not."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    reach = PHOTOMETRIC_WINDOW_PX // 2
+    height, width = mask.shape
+    return (
+        slice(max(int(rows[0]) - reach, 0), min(int(rows[-1]) + reach + 1, height)),
+        slice(max(int(columns[0]) - reach, 0), min(int(columns[-1]) + reach + 1, width)),
+    )
+
+
+def regions_matched_better(
+    mask: np.ndarray,
+    frames: tuple[np.ndarray, np.ndarray],
+    still: np.ndarray,
+    moving: np.ndarray,
+    ratio: float,
+    box: Box,
+) -> np.ndarray:
+    """The connected regions of ``mask`` where the second of the grey ``frames``, moved by the ``moving`` flow,
+    matches the first at least ``ratio`` times better than moved by the ``still`` one: confirmed_regions over the
+    photometric errors of ``box`` (``region_box(mask)``) only, over which both flows are given."""
+    kept = np.zeros_like(mask)
+    kept[box] = confirmed_regions(mask[box], *photometric_errors(*frames, still, moving, box), ratio)
+    return kept
 
 
 def confirm_ratio_at(ratio: float, short_side_px: int) -> float:

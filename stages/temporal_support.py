@@ -18,8 +18,14 @@ import cv2
 import numpy as np
 
 from motionpipe.stages.flow_backends import DisFlow
-from motionpipe.stages.flow_checks import pixel_grid, squared_length
-from motionpipe.stages.residual_motion import confirmed_regions, lands_inside, photometric_errors
+from motionpipe.stages.flow_checks import pixel_grid, region_medians, squared_length
+from motionpipe.stages.residual_motion import (
+    WHOLE_FRAME,
+    Box,
+    region_box,
+    regions_matched_better,
+    within_frame,
+)
 
 SUPPORT_GAP_S = 0.25  # two samples at the default 8 fps: objects move 2-3x a pair's distance, encoder moves cancel
 SUPPORT_DIS_PRESET = "balanced"  # the CPU default's: from the guess, what is left to find is small
@@ -47,28 +53,34 @@ def support_frame(times_s: np.ndarray, anchor: int, gap_s: float = SUPPORT_GAP_S
     return int(earlier[-1]) if len(earlier) else -1
 
 
-def background_flow(first: np.ndarray, second: np.ndarray, guess: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    """``float32[h, w, 2]``: how the background moves between two grey frames: the ``guess`` (the pair's camera flow,
-    scaled), corrected by an affine map fitted to the DIS flow left outside ``objects`` once the second frame is moved
-    by it. A handheld camera does not keep its speed, and zooms do not scale linearly; DIS alone missed fast pans over
-    this baseline, and a homography fitted to it (USAC) made annotation 16-38% slower."""
+def background_flow(
+    first: np.ndarray, second: np.ndarray, guess: np.ndarray, objects: np.ndarray, box: Box = WHOLE_FRAME
+) -> np.ndarray:
+    """``float32[h, w, 2]`` over ``box``: how the background moves between two grey frames: the ``guess`` (the pair's
+    camera flow, scaled), corrected by an affine map fitted to the DIS flow left outside ``objects`` once the second
+    frame is moved by it. A handheld camera does not keep its speed, and zooms do not scale linearly; DIS alone
+    missed fast pans over this baseline, and a homography fitted to it (USAC) made annotation 16-38% slower."""
     height, width = first.shape
     grid = pixel_grid(height, width)
     moved = grid + guess
     warped = cv2.remap(second, moved[..., 0], moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     left = DisFlow(SUPPORT_DIS_PRESET).flow(first[None].astype(np.uint8), warped[None].astype(np.uint8))[0]
     sampled = (slice(FIT_STRIDE_PX // 2, None, FIT_STRIDE_PX),) * 2
-    background = ~objects[sampled] & lands_inside(guess + left)[sampled]
+    at, targets = grid[sampled], left[sampled]
+    landed = at + guess[sampled] + targets
+    background = ~objects[sampled] & within_frame(at, height, width) & within_frame(landed, height, width)
     if background.sum() < 3:
-        return guess
-    points = np.hstack([grid[sampled][background], np.ones((int(background.sum()), 1), np.float32)])
-    targets = left[sampled][background]
+        return guess[box]
+    points = np.hstack([at[background], np.ones((int(background.sum()), 1), np.float32)]).astype(np.float64)
+    targets = targets[background]
     trusted = np.ones(len(points), bool)
     for _ in range(2):  # least squares, then again without the points it fits worst (flow errors, missed objects)
-        affine = np.linalg.lstsq(points[trusted], targets[trusted], rcond=None)[0].astype(np.float32)
+        fitted = points[trusted]  # by the normal equations: 3 x 3, where a least-squares solver over every point
+        affine = np.linalg.lstsq(fitted.T @ fitted, fitted.T @ targets[trusted], rcond=None)[0]  # cost 5x more
         misfit = np.sqrt(squared_length(points @ affine - targets))
         trusted = misfit <= OUTLIER_FACTOR * np.median(misfit) + 1e-3
-    return guess + (grid.reshape(-1, 2) @ affine[:2] + affine[2]).reshape(height, width, 2)
+    affine = affine.astype(np.float32)
+    return guess[box] + grid[box] @ affine[:2] + affine[2]
 
 
 def still_moving(
@@ -81,15 +93,13 @@ def still_moving(
 ) -> np.ndarray:
     """``objects[h, w]`` of one pair less the regions that ``later`` (a grey frame ``scale`` pair intervals after
     ``first``, or before it when negative) does not bear out. Every flow scales with the interval: constant velocities
-    are what the check expects of objects and of the camera's guess."""
-    count, labels = cv2.connectedComponents(objects.astype(np.uint8), connectivity=8)
-    if count < 2:
+    are what the check expects of objects and of the camera's guess. Flows are formed over the regions' box only."""
+    if not objects.any():
         return objects
-    parallax = flows.still - flows.camera
-    still = background_flow(first, later, scale * flows.camera, objects) + scale * parallax
-    owner = labels[objects]  # per object pixel, its region: medians over these, not over full-frame masks
-    own_motion = (flows.forward - flows.still)[objects]
-    velocities = np.array([np.median(own_motion[owner == label], axis=0) for label in range(1, count)])
-    moved = still.copy()
-    moved[objects] += scale * velocities[owner - 1]
-    return confirmed_regions(objects, *photometric_errors(first, later, still, moved), ratio)
+    box = region_box(objects)
+    count, labels = cv2.connectedComponents(objects[box].astype(np.uint8), connectivity=8)
+    parallax = (flows.still - flows.camera)[box]
+    still = background_flow(first, later, scale * flows.camera, objects, box) + scale * parallax
+    velocities = region_medians((flows.forward - flows.still)[box], labels, count)
+    moved = still + scale * velocities[labels]  # outside the regions, label 0: no velocity of their own
+    return regions_matched_better(objects, (first, later), still, moved, ratio, box)

@@ -9,7 +9,7 @@ from conftest import clip_record, make_clip
 from motionpipe.pipeline.synthetic_video import Scene, SceneObject
 from motionpipe.stages.decode import DecodeConfig, DecodeStage
 from motionpipe.stages.flow import PAIRS_PER_SHARED_CALL, FlowConfig, FlowStage
-from motionpipe.stages.flow_checks import forward_backward_consistent
+from motionpipe.stages.flow_checks import forward_backward_consistent, region_medians
 from motionpipe.stages.measuring_size import (
     field_at_measuring_size,
     map_at_processing_size,
@@ -159,3 +159,15 @@ def test_flow_config_is_validated():
         FlowConfig(backend="raft_huge")
     with pytest.raises(ValueError, match="device"):
         FlowConfig(device="tpu")
+
+
+def test_region_medians_are_each_components_own_median_per_channel():
+    labels = np.zeros((6, 8), np.int32)
+    labels[:3, :3], labels[4:, 5:] = 1, 2
+    field = np.zeros((6, 8, 2), np.float32)
+    field[:3, :3] = [[[1, -1]], [[2, -5]], [[9, 0]]]  # rows of region 1: x medians 2, y medians -1
+    field[4:, 5:, 0], field[4:, 5:, 1] = np.arange(6).reshape(2, 3), 7
+    field[labels == 0] = 100  # the background does not count
+    medians = region_medians(field, labels, 3)
+    assert medians.dtype == np.float32
+    assert medians.tolist() == [[0, 0], [2, -1], [2.5, 7]]

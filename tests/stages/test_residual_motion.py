@@ -21,6 +21,9 @@ from motionpipe.stages.residual_motion import (
     object_evidence,
     parallax_directions,
     parallax_spread,
+    photometric_errors,
+    region_box,
+    regions_matched_better,
     unit,
 )
 
@@ -69,6 +72,23 @@ def test_a_region_counts_only_where_the_flow_matches_better_than_the_camera():
     flow_error[2:8, 2:8] = 0.2  # the flow explains this region's pixels: it moves
     kept = confirmed_regions(mask, camera_error, flow_error, 2.0)
     assert kept[2:8, 2:8].all() and not kept[12:18, 12:18].any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_regions_are_matched_over_their_box_exactly_as_over_the_whole_frame(seed):
+    # the box saves work only: errors averaged over it are, at the regions' pixels, the whole frame's
+    rng = np.random.default_rng(seed)
+    height, width = 64, 96
+    first, second = (rng.uniform(0, 255, (height, width)).astype(np.float32) for _ in range(2))
+    still, moving = (rng.normal(0, 3, (height, width, 2)).astype(np.float32) for _ in range(2))
+    mask = np.zeros((height, width), bool)
+    mask[rng.integers(0, 8) : 20, 30:44] = True  # near the top edge, where the box meets the frame's
+    mask[40:52, rng.integers(80, 90) :] = True  # at the right edge
+    for ratio in (0.95, 1.0, 1.05):
+        whole = confirmed_regions(mask, *photometric_errors(first, second, still, moving), ratio)
+        box = region_box(mask)
+        assert (regions_matched_better(mask, (first, second), still[box], moving[box], ratio, box) == whole).all()
+    assert region_box(mask)[1] == slice(28, width)  # two px of the 5 px window's reach beyond the regions
 
 
 def test_the_confirmation_ratio_shrinks_toward_1_on_smaller_frames():
