@@ -1,7 +1,7 @@
 """Throughput of motionpipe on CPU against its decode limit and against Data-Juicer, in one run (issue 6).
 
     python benchmarks/throughput.py [--shards 8 --clips-per-shard 25] [--width 320 --height 240]
-        [--dj-python /tmp/dj/bin/python]
+        [--dj-python /tmp/dj/bin/python] [--baseline /tmp/old-venv/bin/motionpipe] [--only-baseline]
 
 Generates the clips (`sample-data`: 320x240 unless told, 24 fps, 2.5 s; 16 samples at 8 fps each), then
 measures
@@ -20,7 +20,14 @@ measures
 (c) Data-Juicer's `video_motion_score_filter` with its defaults (`sampling_fps=2`), one process per core
     at once (as (a')), in its own virtualenv (`python -m venv /tmp/dj && /tmp/dj/bin/pip install py-data-juicer
     opencv-contrib-python-headless aiohttp ray`); skipped when --dj-python is not given.
-Prints clips/s/core, the ratios b/a and b/c, and the peak RSS of each run (the process tree's sum).
+(d) with --baseline: (b) by another install's `motionpipe` (the code before a change, in its own virtualenv) and
+    by this one, runs alternating, the fastest of 3 each: this machine's speed drifts by up to 2x within an hour,
+    so only runs side by side compare. Old code in its own virtualenv: `git clone . /tmp/old && git -C /tmp/old
+    checkout REV && python -m venv /tmp/old-venv && echo $PWD/.venv/lib/python3.11/site-packages >
+    /tmp/old-venv/lib/python3.11/site-packages/main.pth && /tmp/old-venv/bin/pip install --no-deps -e /tmp/old`
+    (`PYTHONPATH` to a worktree does not override the editable install). --only-baseline runs (d) alone.
+Prints clips/s/core, the ratios b/a and b/c (and this code's time over the baseline's), and the peak RSS of each run
+(the process tree's sum).
 """
 
 from __future__ import annotations
@@ -140,22 +147,33 @@ class RayRun:
     to 20% from one to the next, so (b) is taken as (a') is: the fastest of a few."""
 
     def __init__(
-        self, shards: Path, out: Path, *options: str, repeats: int = REPEATS, env: dict[str, str] | None = None
+        self,
+        shards: Path,
+        out: Path,
+        *options: str,
+        repeats: int = REPEATS,
+        env: dict[str, str] | None = None,
+        motionpipe: str = MOTIONPIPE,
     ) -> None:
         self.shards, self.out, self.options, self.repeats, self.env = shards, out, options, repeats, env
+        self.motionpipe = motionpipe
+        self.runs: list[tuple[int, float, float, list[str]]] = []  # every run so far, calls add theirs
         self.annotating_s = 0.0
         self.server_loads: list[str] = []  # the fastest run's worker and server lines ("flow server 1/1: ...")
 
     def __call__(self) -> tuple[int, float]:
-        runs = [self._run(self.out / f"run-{index}") for index in range(self.repeats)]
-        clips, seconds, self.annotating_s, self.server_loads = min(runs, key=lambda run: run[1])
+        """``repeats`` more runs -> (clips, seconds) of the fastest run so far."""
+        self.runs += [self._run(self.out / f"run-{len(self.runs)}") for _ in range(self.repeats)]
+        clips, seconds, self.annotating_s, self.server_loads = min(self.runs, key=lambda run: run[1])
         return clips, seconds
 
     def _run(self, out: Path) -> tuple[int, float, float, list[str]]:
+        # run from the output's folder: Ray's workers put the driver's working directory first on their path, and
+        # a checkout there would shadow a baseline install's code
         started = time.perf_counter()
         done = subprocess.run(
-            [MOTIONPIPE, "annotate", str(self.shards), str(out), *self.options],
-            capture_output=True, text=True, env=self.env,
+            [self.motionpipe, "annotate", str(self.shards), str(out), *self.options],
+            capture_output=True, text=True, env=self.env, cwd=self.out.parent,
         )  # fmt: skip
         seconds = time.perf_counter() - started
         if done.returncode != 0:
@@ -233,6 +251,22 @@ def data_juicer(python: str, videos: list[str], processes: int) -> tuple[int, fl
     return len(videos), max(seconds)
 
 
+def against_baseline(shards: Path, root: Path, baseline: str, clips: int, cores: int) -> None:
+    """(d): (b) by ``baseline`` (another install's ``motionpipe``) and by this code, alternating run by run."""
+    runs = {
+        f"(d) baseline {baseline}": RayRun(shards, root / "baseline", repeats=1, motionpipe=baseline),
+        "(d) this code, the same runs alternating": RayRun(shards, root / "ours", repeats=1),
+    }
+    for _ in range(REPEATS - 1):
+        for run in runs.values():
+            run()
+    # the last round under measure(), which runs each once more (its peak RSS is that run's)
+    (theirs, theirs_steady), (ours, ours_steady) = (
+        (measure(label, cores, run), run.steady_rate(clips, cores)) for label, run in runs.items()
+    )
+    print(f"this code's time / the baseline's = {theirs / ours:.2f} ({theirs_steady / ours_steady:.2f} after start-up)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", type=int, default=8)
@@ -240,7 +274,13 @@ def main() -> None:
     parser.add_argument("--dj-python", help="python of a virtualenv with py-data-juicer installed")
     parser.add_argument("--width", type=int, default=320, help="clip width in px (default 320)")
     parser.add_argument("--height", type=int, default=240, help="clip height in px (default 240)")
+    parser.add_argument("--baseline", help="another install's motionpipe console script to compare (b) with: (d)")
+    parser.add_argument("--only-baseline", action="store_true", help="run (d) alone (needs --baseline)")
     args = parser.parse_args()
+    if args.only_baseline and not args.baseline:
+        parser.error("--only-baseline needs --baseline")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        parser.error(f"--baseline {args.baseline} is not an executable (a motionpipe console script)")
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -252,6 +292,10 @@ def main() -> None:
         shards = resolve_shards([str(root / "shards")])
         clips = args.shards * args.clips_per_shard
         print(f"{clips} clips {args.width}x{args.height} 24 fps 2.5 s in {args.shards} shards; {cores} CPUs")
+        if args.baseline:
+            against_baseline(root / "shards", root, args.baseline, clips, cores)
+            if args.only_baseline:
+                return
         alone = measure("(a) decode only, 1 process, other cores idle", 1, lambda: decode_in_processes(shards, 1))
         decode = measure(
             f"(a') decode only, {cores} processes at once", cores, lambda: decode_in_processes(shards, cores)
