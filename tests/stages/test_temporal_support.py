@@ -56,6 +56,16 @@ def test_still_scenery_seen_moving_in_one_pair_is_dropped(pan):
     assert not check(pan, (3.0, 1.0), frame(SCALE * pan))
 
 
+def test_when_the_camera_speeds_up_the_corrected_guess_still_tells_objects_from_still_scenery():
+    # the pan goes from 2 px a pair to 4 over the baseline: 6 px more than the pair's camera, scaled, says. A still
+    # patch seen moving 2 px a pair with the camera's change of speed, (6, 0) over the baseline, would pass the
+    # uncorrected guess; the correction fitted to the background drops it, and keeps an object that moves on
+    pan, faster = 2.0, SCALE * 2.0 + 6.0
+    assert not check(pan, (2.0, 0.0), frame(faster))
+    velocity = (0.0, 3.0)
+    assert check(pan, velocity, frame(faster, (CENTRE[0] - faster, CENTRE[1] + SCALE * velocity[1])))
+
+
 def test_under_parallax_the_still_scene_moves_nearer_scenery_along_the_lines():
     # the disc is nearer scenery that parallax moves 2 px a pair against the pan's 2 (4 in all), while it also moves
     # 2 px a pair across the epipolar lines (an object there): a quarter second on, it is where both carry it
