@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -166,10 +167,13 @@ def classify_camera(rates: CameraRates, width: int, height: int, config: Decoupl
     return "complex"
 
 
-def measuring_grey(video: DecodedVideo, pair: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """A pair's frames in grey at the measuring size (a pyramid step down, where the measuring pixels sit)."""
-    first, second = (cv2.pyrDown(cv2.cvtColor(video.frames[index], cv2.COLOR_RGB2GRAY)) for index in pair)
-    return first.astype(np.float32), second.astype(np.float32)
+def measuring_grey(frame: np.ndarray) -> np.ndarray:
+    """A frame in grey at the measuring size (a pyramid step down, where the measuring pixels sit)."""
+    return cv2.pyrDown(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)).astype(np.float32)
+
+
+Grey = Callable[[int], np.ndarray]
+"""A clip's frame (by index) in grey at the measuring size; each is converted once (pairs share frames)."""
 
 
 class DecoupleStage(Stage):
@@ -194,24 +198,26 @@ class DecoupleStage(Stage):
         self.segmenter.setup(self.config.device)
 
     def _confirmed(
-        self, mask: np.ndarray, video: DecodedVideo, pair: list[int], camera: np.ndarray, forward: np.ndarray
+        self, mask: np.ndarray, grey: Grey, pair: list[int], camera: np.ndarray, forward: np.ndarray
     ) -> np.ndarray:
         """The pair's candidate regions that its pixels confirm; the frames are read only when there is one."""
         if not mask.any():
             return mask
         box = region_box(mask)
         ratio = confirm_ratio_at(self.config.confirm_ratio, min(mask.shape))
-        return regions_matched_better(mask, measuring_grey(video, pair), camera[box], forward[box], ratio, box)
+        frames = grey(pair[0]), grey(pair[1])
+        return regions_matched_better(mask, frames, camera[box], forward[box], ratio, box)
 
-    def _kept_moving(self, mask: np.ndarray, video: DecodedVideo, pair: list[int], flows: PairFlows) -> np.ndarray:
+    def _kept_moving(
+        self, mask: np.ndarray, video: DecodedVideo, grey: Grey, pair: list[int], flows: PairFlows
+    ) -> np.ndarray:
         """The pair's regions that a frame ``SUPPORT_GAP_S`` away still shows moving (stages/temporal_support.py);
         all of them when the clip is too short to have one."""
         later = support_frame(video.times_s, pair[0])
         if not mask.any() or later < 0 or not self.config.support_ratio:
             return mask
-        first, second = measuring_grey(video, [pair[0], later])
         scale = video.interval_s(pair[0], later) / video.interval_s(*pair)
-        return still_moving(mask, first, second, flows, scale, self.config.support_ratio)
+        return still_moving(mask, grey(pair[0]), grey(later), flows, scale, self.config.support_ratio)
 
     def process_clip(self, clip: ClipRecord) -> None:
         video, motion, config = clip.video, clip.motion, self.config
@@ -235,15 +241,16 @@ class DecoupleStage(Stage):
                 noise_speeds, still_flow = parallax.noise_px * per_px[:, 0, 0], parallax.still_flow
         thresholds = np.maximum(config.object_threshold, config.noise_factor * noise_speeds)
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
+        grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
         objects = np.stack(
             [
-                self._confirmed(mask, video, pair, still, forward)
+                self._confirmed(mask, grey, pair, still, forward)
                 for mask, pair, still, forward in zip(candidates, pairs, still_flow, motion.pair_forward, strict=True)
             ]
         )
         objects = np.stack(
             [
-                self._kept_moving(mask, video, pair, PairFlows(forward, camera, still))
+                self._kept_moving(mask, video, grey, pair, PairFlows(forward, camera, still))
                 for mask, pair, forward, camera, still in zip(
                     objects, pairs, motion.pair_forward, induced, still_flow, strict=True
                 )

@@ -159,10 +159,11 @@ def parallax_share(like: np.ndarray, reliable: np.ndarray) -> float:
 def parallax_spread(like: np.ndarray) -> float:
     """Median over pairs of the share of the frame's cells (``SPREAD_GRID`` a side) where parallax-like pixels are
     ``SPREAD_CELL_SHARE`` or more: a moving object or two fill a few cells, parallax most of them."""
-    height, width = like.shape[1:]
-    rows, cols = np.array_split(np.arange(height), SPREAD_GRID), np.array_split(np.arange(width), SPREAD_GRID)
-    cells = [[pixels[np.ix_(r, c)].mean() >= SPREAD_CELL_SHARE for r in rows for c in cols] for pixels in like]
-    return float(np.median(np.mean(cells, axis=1)))
+    rows, columns = (np.array_split(np.arange(size), SPREAD_GRID) for size in like.shape[1:])
+    by_rows = np.add.reduceat(like, [band[0] for band in rows], axis=1, dtype=np.int64)
+    counts = np.add.reduceat(by_rows, [band[0] for band in columns], axis=2)  # [P, grid, grid]
+    shown = counts / np.outer([len(band) for band in rows], [len(band) for band in columns]) >= SPREAD_CELL_SHARE
+    return float(np.median(shown.mean(axis=(1, 2))))
 
 
 def shows_parallax(like: np.ndarray, reliable: np.ndarray, min_share: float) -> bool:
@@ -265,9 +266,7 @@ def confirm_ratio_at(ratio: float, short_side_px: int) -> float:
     return 1 + (ratio - 1) * min(1.0, short_side_px / CONFIRM_REFERENCE_PX)
 
 
-def confirmed_regions(
-    mask: np.ndarray, camera_error: np.ndarray, flow_error: np.ndarray, ratio: float
-) -> np.ndarray:
+def confirmed_regions(mask: np.ndarray, camera_error: np.ndarray, flow_error: np.ndarray, ratio: float) -> np.ndarray:
     """The connected regions of ``mask`` whose pixels the flow matches clearly better than the camera does
     (mean errors over the region at least ``ratio`` apart)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
