@@ -163,7 +163,8 @@ class RayRun:
 
     def __call__(self) -> tuple[int, float]:
         """``repeats`` more runs -> (clips, seconds) of the fastest run so far."""
-        self.runs += [self._run(self.out / f"run-{len(self.runs)}") for _ in range(self.repeats)]
+        for _ in range(self.repeats):
+            self.runs.append(self._run(self.out / f"run-{len(self.runs)}"))  # each into a fresh output
         clips, seconds, self.annotating_s, self.server_loads = min(self.runs, key=lambda run: run[1])
         return clips, seconds
 
