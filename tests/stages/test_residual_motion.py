@@ -84,9 +84,12 @@ def test_regions_are_matched_over_their_box_exactly_as_over_the_whole_frame(seed
     mask = np.zeros((height, width), bool)
     mask[rng.integers(0, 8) : 20, 30:44] = True  # near the top edge, where the box meets the frame's
     mask[40:52, rng.integers(80, 90) :] = True  # at the right edge
+    box = region_box(mask)
+    whole_errors = photometric_errors(first, second, still, moving)
+    for whole, boxed in zip(whole_errors, photometric_errors(first, second, still[box], moving[box], box), strict=True):
+        np.testing.assert_allclose(boxed[mask[box]], whole[mask], rtol=1e-5)
     for ratio in (0.95, 1.0, 1.05):
-        whole = confirmed_regions(mask, *photometric_errors(first, second, still, moving), ratio)
-        box = region_box(mask)
+        whole = confirmed_regions(mask, *whole_errors, ratio)
         assert (regions_matched_better(mask, (first, second), still[box], moving[box], ratio, box) == whole).all()
     assert region_box(mask)[1] == slice(28, width)  # two px of the 5 px window's reach beyond the regions
 
