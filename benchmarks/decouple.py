@@ -58,8 +58,8 @@ BASE_SIZE, BASE_FPS, SECONDS = (320, 240), 24.0, 2.5
 WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 # The cached truth, one row per clip; named anew whenever the truth changes (then cached clips get new truth rows
 # without being rendered again; benchmarks/estimator.py reads it too). truth.json weighted objects by radius, ignoring
-# what hides them.
-TRUTH_FILE = "truth-seen.json"
+# what hides them; truth-seen.json scaled every object by the window's mean zoom, even one seen only at its end.
+TRUTH_FILE = "truth-seen-zoom.json"
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,9 @@ def ground_truth(scene, renderer, width: int, height: int) -> dict:
     from motionpipe.pipeline.sample_data import SampleSpec
     from motionpipe.pipeline.sample_data import ground_truth as flat_ground_truth
 
-    seen = np.sum([renderer.visible_object_areas(t) for t in np.linspace(0, WINDOW_S, 8)], axis=0)
+    seen = np.array([renderer.visible_object_areas(t) for t in np.linspace(0, WINDOW_S, 8)])
     spec = SampleSpec(width, height, BASE_FPS, SECONDS)
-    truth = flat_ground_truth(scene, spec, WINDOW_S, seen.tolist() if scene.objects else None)
+    truth = flat_ground_truth(scene, spec, WINDOW_S, seen if scene.objects else None)
     translation = math.hypot(*scene.pan) * renderer.mean_inverse_depth(WINDOW_S / 2)
     zoom = truth["camera_motion"] - math.hypot(*scene.pan)
     return {k: truth[k] for k in ("camera_type", "object_motion")} | {"camera_motion": translation + zoom}

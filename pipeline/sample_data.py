@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,25 +88,33 @@ ANNOTATED_WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 
 
 def ground_truth(
-    scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S, seen_areas: Sequence[float] | None = None
+    scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S, seen_areas: np.ndarray | None = None
 ) -> dict[str, Any]:
     """What the clip's motion is, in %diag/s over the annotated window, as annotate should find it.
 
     camera_motion: mean speed the camera gives the frame (|pan|, or |zoom rate| x mean radius).
     object_motion: camera-compensated speed of the object covering most object pixels (the
-    pixel-weighted median that annotate's object_motion estimates), scaled by the mean zoom. The objects'
-    areas are their radii squared (all in view, none hidden), or ``seen_areas`` when given, one per object.
+    pixel-weighted median that annotate's object_motion estimates), scaled by the zoom while it is seen. The
+    objects' areas are their radii squared (all in view, none hidden, the window's mean zoom), or ``seen_areas``
+    when given: ``[times, objects]`` px seen at times spread evenly over the window, whose zoom is averaged over
+    each object's seen pixels (an object entering late in a zoom in moves faster on screen than the mean zoom says).
     """
     k = scene.zoom_rate
-    magnification = (math.exp(k * window_s) - 1) / (k * window_s) if k else 1.0
+    if seen_areas is None:
+        weights = np.array([obj.radius**2 for obj in scene.objects])
+        magnifications = np.full(len(weights), (math.exp(k * window_s) - 1) / (k * window_s) if k else 1.0)
+    else:
+        seen_areas = np.asarray(seen_areas, np.float64)
+        if seen_areas.ndim != 2 or seen_areas.shape[1] != len(scene.objects):
+            count = len(scene.objects)
+            raise ValueError(f"seen_areas needs [times, objects] with {count} objects, got {seen_areas.shape}")
+        zooms = np.exp(k * np.linspace(0.0, window_s, len(seen_areas)))
+        weights = seen_areas.sum(axis=0)
+        magnifications = zooms @ seen_areas / np.maximum(weights, 1e-12)
     radius = mean_radius_pct_diag(spec.width, spec.height)
-    weights = [obj.radius**2 for obj in scene.objects] if seen_areas is None else list(seen_areas)
-    if len(weights) != len(scene.objects):
-        raise ValueError(f"seen_areas needs one area per object ({len(scene.objects)}), got {len(weights)}")
     order = sorted(range(len(scene.objects)), key=lambda index: scene.objects[index].speed)
-    by_area = [scene.objects[index] for index in order]
-    areas = np.cumsum([weights[index] for index in order])
-    median_object = by_area[int(np.searchsorted(areas, areas[-1] / 2))] if by_area else None
+    areas = np.cumsum(weights[order])
+    median = order[int(np.searchsorted(areas, areas[-1] / 2))] if order else None
     return {
         **asdict(spec),
         "num_frames": spec.num_frames,
@@ -116,7 +123,7 @@ def ground_truth(
         "zoom_rate": scene.zoom_rate,
         "objects": [asdict(obj) | {"speed": obj.speed} for obj in scene.objects],
         "camera_motion": math.hypot(*scene.pan) + abs(k) * radius,
-        "object_motion": median_object.speed * magnification if median_object else 0.0,
+        "object_motion": scene.objects[median].speed * magnifications[median] if median is not None else 0.0,
     }
 
 

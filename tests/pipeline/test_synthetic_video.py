@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from motionpipe.pipeline.sample_data import SampleSpec, ground_truth
@@ -44,6 +45,17 @@ def test_the_truth_follows_the_object_seen_most():
     objects = (SceneObject((0.3, 0.5), 0.15, (4.0, 0.0)), SceneObject((0.7, 0.5), 0.17, (15.0, 0.0)))
     scene = Scene(seed=7, objects=objects)
     assert ground_truth(scene, SampleSpec())["object_motion"] == pytest.approx(15.0)  # the larger disc
-    assert ground_truth(scene, SampleSpec(), seen_areas=[300.0, 100.0])["object_motion"] == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="one area per object"):
-        ground_truth(scene, SampleSpec(), seen_areas=[1.0])
+    assert ground_truth(scene, SampleSpec(), seen_areas=[[300.0, 100.0]])["object_motion"] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match=r"\[times, objects\] with 2 objects"):
+        ground_truth(scene, SampleSpec(), seen_areas=[[1.0]])
+
+
+def test_the_truth_zooms_as_much_as_the_camera_had_when_the_object_was_seen():
+    """An object entering at the end of a zoom in moves on screen at its speed times the zoom then, not the
+    window's mean zoom (benchmarks/decouple.py, zoom_in-crossing: the truth was 27% under the true masks' reading)."""
+    scene = Scene(seed=7, zoom_rate=0.4, objects=(SceneObject((0.5, 0.5), 0.15, (10.0, 0.0)),))
+    window_s = 2.0
+    everywhere = ground_truth(scene, SampleSpec(), window_s, seen_areas=[[100.0]] * 5)["object_motion"]
+    late = ground_truth(scene, SampleSpec(), window_s, seen_areas=[[0.0]] * 4 + [[100.0]])["object_motion"]
+    assert everywhere == pytest.approx(10.0 * np.mean(np.exp(0.4 * np.linspace(0, window_s, 5))))
+    assert late == pytest.approx(10.0 * math.exp(0.4 * window_s))
