@@ -29,6 +29,7 @@ from motionpipe.stages.flow_checks import squared_length
 from motionpipe.stages.motion_units import pct_diag_per_s
 from motionpipe.stages.object_persistence import persistent_regions
 from motionpipe.stages.residual_motion import (
+    CONFIRM_REFERENCE_PX,
     confirm_ratio_at,
     explain_parallax,
     lands_inside,
@@ -232,7 +233,7 @@ class DecoupleStage(Stage):
         residual_speeds = np.sqrt(squared_length(residual)) * per_px
         camera_speeds = (np.sqrt(squared_length(induced)) * per_px).mean(axis=(1, 2))
         evidence = np.where(reliable, residual_speeds, 0.0)
-        noise_speeds, still_flow = reliable_medians(evidence, reliable), induced
+        noise_speeds, still_flow, parallax = reliable_medians(evidence, reliable), induced, None
         if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
             noise_px = noise_speeds / per_px[:, 0, 0]
             parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area)
@@ -242,7 +243,7 @@ class DecoupleStage(Stage):
         thresholds = np.maximum(config.object_threshold, config.noise_factor * noise_speeds)
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
         grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
-        objects = np.stack(
+        confirmed = np.stack(
             [
                 self._confirmed(mask, grey, pair, still, forward)
                 for mask, pair, still, forward in zip(candidates, pairs, still_flow, motion.pair_forward, strict=True)
@@ -252,12 +253,17 @@ class DecoupleStage(Stage):
             [
                 self._kept_moving(mask, video, grey, pair, PairFlows(forward, camera, still))
                 for mask, pair, forward, camera, still in zip(
-                    objects, pairs, motion.pair_forward, induced, still_flow, strict=True
+                    confirmed, pairs, motion.pair_forward, induced, still_flow, strict=True
                 )
             ]
         )
         anchors = np.array([video.times_s[first] for first, _ in pairs])
-        objects = persistent_regions(objects, candidates, motion.pair_forward, np.array(intervals), anchors)
+        # Heavily compressed video has candidate motion everywhere, so another pair's confirmed motion must bear a
+        # region out; candidate motion does under parallax (an object's evidence shows in some pairs only) and on
+        # frames too small for the full confirmation ratio (a slow object is confirmed in some pairs only).
+        confirmed_witnesses = parallax is None and min(height, width) >= CONFIRM_REFERENCE_PX
+        witnesses = confirmed if confirmed_witnesses else candidates
+        objects = persistent_regions(objects, witnesses, motion.pair_forward, np.array(intervals), anchors)
         clip.object_masks = objects
         object_points = residual_speeds[objects & reliable]
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]

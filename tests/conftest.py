@@ -65,10 +65,13 @@ def make_clip(
     codec: str = "libx264",
     display_rotation: int = 0,
     display_matrix: Sequence[int] | None = None,
+    crf: int = 18,
 ) -> bytes:
     """A real encoded clip of a synthetic scene."""
     frames = render_scene(scene, width, height, fps, max(1, round(fps * seconds)))
-    return encode_video(frames, fps, container, codec, display_rotation=display_rotation, display_matrix=display_matrix)
+    return encode_video(
+        frames, fps, container, codec, crf=crf, display_rotation=display_rotation, display_matrix=display_matrix
+    )
 
 
 def matrix_of(a: int, b: int, c: int, d: int) -> tuple[int, ...]:

@@ -23,8 +23,8 @@ def annotator(*overrides: str) -> Callable[[Scene], tuple[dict, dict]]:
     """A scene -> (the fields the annotate stages give its encoded clip, its ground truth)."""
     stages = ready_stages("conditions.include=none", *overrides)
 
-    def run(scene: Scene) -> tuple[dict, dict]:
-        return run_stages(stages, make_clip(scene)).fields, ground_truth(scene, SampleSpec())
+    def run(scene: Scene, crf: int = 18) -> tuple[dict, dict]:
+        return run_stages(stages, make_clip(scene, crf=crf)).fields, ground_truth(scene, SampleSpec())
 
     return run
 
@@ -88,6 +88,23 @@ def test_a_slow_object_is_kept_on_small_frames(annotate_small, seed, pan, veloci
 
 def test_a_still_scene_reads_no_object_motion_on_small_frames(annotate_small):
     fields, _ = annotate_small(Scene(seed=54, pan=(8.0, 0.0)))
+    assert fields["object_motion"] < STILL_OBJECT_MOTION
+
+
+@pytest.mark.parametrize(
+    "scene",
+    [
+        Scene(seed=1886521831, pan=(-31.534798828831114, 0.0)),
+        Scene(seed=2062791096, zoom_rate=-0.31263274783891215),
+        Scene(seed=1099116673, zoom_rate=-0.22712802337672788),
+    ],
+    ids=["fast_pan", "zoom_out", "slow_zoom_out"],
+)
+def test_a_still_scene_at_crf_42_reads_no_object_motion(annotate, scene):
+    """crf 42 moves smooth background in blocks: candidate motion is everywhere, so a region must meet another pair's
+    confirmed motion. These held-out scenes of benchmarks/decouple.py (seeds 3, 3, 2) read 16.0, 7.7 and 6.2 %diag/s
+    when any candidate motion bore a region out."""
+    fields, _ = annotate(scene, crf=42)
     assert fields["object_motion"] < STILL_OBJECT_MOTION
 
 
