@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import webdataset as wds
 
 from motionpipe.pipeline.run_outputs import write_atomically, write_json_atomically
@@ -88,7 +89,7 @@ ANNOTATED_WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 
 
 def ground_truth(
-    scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S, seen_areas: np.ndarray | None = None
+    scene: Scene, spec: SampleSpec, window_s: float = ANNOTATED_WINDOW_S, seen_areas: npt.ArrayLike | None = None
 ) -> dict[str, Any]:
     """What the clip's motion is, in %diag/s over the annotated window, as annotate should find it.
 

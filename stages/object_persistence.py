@@ -29,8 +29,7 @@ def persistent_regions(
 ) -> np.ndarray:
     """``objects[P, h, w]`` without the regions that no other pair bears out. ``witnesses[P, h, w]``: each pair's
     motion that can bear a region out (its candidate motion, or only what it confirmed); ``forward[P, h, w, 2]``:
-    its flow (px over ``intervals_s[P]``);
-    ``times_s[P]``: when each pair starts."""
+    its flow (px over ``intervals_s[P]``); ``times_s[P]``: when each pair starts."""
     if not objects.any():  # most clips: nothing to check, and no distance maps to build
         return objects
     kept = objects.copy()
