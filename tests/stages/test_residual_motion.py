@@ -91,7 +91,7 @@ def test_regions_are_matched_over_their_box_exactly_as_over_the_whole_frame(seed
     for ratio in (0.95, 1.0, 1.05):
         whole = confirmed_regions(mask, *whole_errors, ratio)
         assert (regions_matched_better(mask, (first, second), still[box], moving[box], ratio, box) == whole).all()
-    assert region_box(mask)[1] == slice(28, width)  # two px of the 5 px window's reach beyond the regions
+    assert box[1] == slice(28, width)  # two px of the 5 px window's reach beyond the regions
 
 
 def test_the_confirmation_ratio_shrinks_toward_1_on_smaller_frames():
