@@ -1,7 +1,7 @@
 """Acceptance run of the MotionStone estimator on CPU (issue 5), in one command.
 
     python benchmarks/estimator.py [--train-clips 168] [--held-out-clips 56] [--minutes 15]
-        [--hard /tmp/decouple-bench] [--labels flow|track] [--seeds 0 1 2]
+        [--hard /tmp/decouple-bench] [--labels flow|track] [--seeds 0 1 2] [--without-parallax]
 
 Generates a training set (seed 0) and a separately seeded held-out set (seed 1) with
 `motionpipe sample-data`, annotates both (`--conditions none`) for pseudo-labels, trains within the
@@ -14,6 +14,8 @@ half and double size, fast pans, zooms, parallax; render them first with that sc
 its held-out seed 1 to evaluate. ``--labels track`` trains on MotionStone's track pseudo-labels (annotated
 with the built-in flow_chain tracker) instead of the flow-based ones. ``--seeds`` trains and evaluates once per
 training seed on the same annotations: how much of a difference between two runs is the seed's.
+``--without-parallax`` trains on the clips whose rows say no camera parallax (`train-estimator
+--without-parallax`); the held-out set stays whole. With the same ``--keep`` a second run reuses the annotations.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--hard", type=Path, help="benchmarks/decouple.py's cache: train on seed 0, hold out seed 1")
     parser.add_argument("--labels", choices=["flow", "track"], default="flow", help="pseudo-labels to train on")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, one run each")
+    parser.add_argument("--without-parallax", action="store_true", help="train without the camera-parallax clips")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="motionpipe-estimator-"))
     started = time.perf_counter()
@@ -98,7 +101,8 @@ def main() -> None:
     prepared = time.perf_counter()
     steps = int(args.minutes * STEPS_PER_MINUTE_CPU)
     pairs = truth_pairs(root / "held" / "ground_truth.json", root / "held_truth_pairs.parquet")
-    accuracies = {seed: train_and_evaluate(root, args.labels, steps, seed, pairs) for seed in args.seeds}
+    leave_out = ["--without-parallax"] if args.without_parallax else []
+    accuracies = {seed: train_and_evaluate(root, args.labels, steps, seed, pairs, leave_out) for seed in args.seeds}
     print_spread(accuracies)
     print(f"data + annotate {prepared - started:.0f} s; data in {root}")
 
@@ -116,11 +120,14 @@ def print_spread(accuracies: dict[int, dict[str, float]]) -> None:
             print(f"{head}: mean {np.mean(values):.1%}, range {min(values):.1%} - {max(values):.1%}")
 
 
-def train_and_evaluate(root: Path, labels: str, steps: int, seed: int, pairs: Path) -> dict[str, float]:
-    """Train the estimator with ``seed`` on the annotated training set; print its held-out accuracies against the
-    ground-truth ``pairs`` and the held-out pseudo-labels; return the former per head."""
+def train_and_evaluate(
+    root: Path, labels: str, steps: int, seed: int, pairs: Path, options: list[str]
+) -> dict[str, float]:
+    """Train the estimator with ``seed`` (and further train-estimator ``options``) on the annotated training set;
+    print its held-out accuracies against the ground-truth ``pairs`` and the held-out pseudo-labels; return the
+    former per head."""
     started = time.perf_counter()
-    checkpoint = root / f"ckpt-seed{seed}"
+    checkpoint = root / f"ckpt-seed{seed}{''.join(options)}"
     print(f"\n=== training seed {seed}")
     trained = run(
         "train-estimator",
@@ -135,10 +142,11 @@ def train_and_evaluate(root: Path, labels: str, steps: int, seed: int, pairs: Pa
         labels,
         "--seed",
         str(seed),
+        *options,
     )
     print(trained.strip())
     common = [str(root / "held" / "shards"), "--run", str(root / "held" / "out"), "--estimator", str(checkpoint)]
-    report_file = root / f"eval-seed{seed}.json"
+    report_file = checkpoint.with_name(f"eval-{checkpoint.name}.json")
     truth_report = run("eval-estimator", *common, "--pairs", str(pairs), "--json", str(report_file))
     print("\nheld-out, ground-truth pairs:\n" + truth_report)
     print(f"held-out, {labels} pseudo-label pairs:\n" + run("eval-estimator", *common))

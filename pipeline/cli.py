@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pseudo-labels: flow (object_motion, camera_motion; every run) or track (object_track_motion, "
         "camera_track_motion: MotionStone's points inside / outside the object masks; runs with a tracker)",
     )
+    train.add_argument(
+        "--without-parallax",
+        action="store_true",
+        help="leave out clips whose row says camera_parallax: an object moving along a translating camera's "
+        "epipolar lines looks like nearer still scenery, so their object labels are unsure",
+    )
     train.add_argument("--steps", type=int, default=800, help="optimisation steps (default 800)")
     train.add_argument("--batch-pairs", type=int, default=8, help="pairs per step (default 8)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -427,10 +433,17 @@ def run_train_estimator(args: argparse.Namespace) -> int:
         config = TrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, seed=args.seed, model=args.model)
         with tqdm(desc="decode", unit="clip", file=sys.stderr) as bar:
             data = load_clip_set(
-                args.inputs, args.run, MODEL_SIZES[config.model], on_clip=lambda: bar.update(), label_source=args.labels
+                args.inputs,
+                args.run,
+                MODEL_SIZES[config.model],
+                on_clip=lambda: bar.update(),
+                label_source=args.labels,
+                leave_out_parallax=args.without_parallax,
             )
         if data.unlabelled:
             print(f"{data.unlabelled} ok clips have no {args.labels} pseudo-labels: left out", file=sys.stderr)
+        if args.without_parallax:
+            print(f"{data.parallax_left_out} ok clips show camera parallax: left out", file=sys.stderr)
         if args.workers:
             from motionpipe.pipeline.train_estimator_ray import train_estimator_on_ray
 

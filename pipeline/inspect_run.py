@@ -26,7 +26,7 @@ STAT_COLUMNS = (
     "object_score",
     "camera_score",
 )
-COUNTED_COLUMNS = ("camera_type", "scene_cut_suspected", "low_texture", "static_clip")
+COUNTED_COLUMNS = ("camera_type", "camera_parallax", "scene_cut_suspected", "low_texture", "static_clip")
 
 
 def read_metadata(out_dir: str | Path) -> pa.Table:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from motionpipe.pipeline.run_storage import RunStorage
+from motionpipe.schemas.metadata import metadata_schema
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -158,11 +159,13 @@ class RunLayout:
         }
 
     def metadata(self) -> ds.Dataset:
-        """The run's metadata files as one dataset; FileNotFoundError when no shard has finished."""
+        """The run's metadata files as one dataset, in this version's schema (a column that shards written by an
+        older version lack reads null, so a run resumed across versions reads whole); FileNotFoundError when no
+        shard has finished."""
         import pyarrow.dataset as ds  # here, not at the top: it imports pandas, 0.4 s of every worker's start-up
 
         names = self.storage.list("metadata", ".parquet")
         if not names:
             raise FileNotFoundError(f"no metadata in {self.location}: not a motionpipe run, or no shard finished yet")
         paths = [self.storage.full(f"metadata/{name}") for name in names]
-        return ds.dataset(paths, filesystem=self.storage.filesystem, format="parquet")
+        return ds.dataset(paths, schema=metadata_schema(), filesystem=self.storage.filesystem, format="parquet")

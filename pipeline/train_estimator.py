@@ -148,6 +148,7 @@ def train_estimator(
     extra = {
         "train_config": asdict(config),
         "labels": data.label_source,
+        "parallax_left_out": data.parallax_left_out,
         "train_clips": len(train.keys),
         "validation_keys": validation.keys,
     }

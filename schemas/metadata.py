@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SPEED_UNIT = "%diag/s"
 
 
@@ -98,6 +98,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("cam_rot", pa.float32(), "Image rotation rate; > 0 clockwise on screen.", "rad/s"),
     Column(
         "camera_inliers", pa.float32(), "Mean fraction of consistent grid points the homography explains.", "fraction"
+    ),
+    Column(
+        "camera_parallax",
+        pa.bool_(),
+        "The camera translates through a scene with depth: part of the residual flow moved along the epipolar lines "
+        "and was taken as parallax. object_motion is less certain there: an object moving along those lines looks "
+        "like nearer still scenery.",
     ),
     # track-based pseudo-labels (MotionStone)
     Column("tracker_backend", pa.string(), "Point tracker: 'flow_chain' (built in) or 'cotracker'; null if none."),

@@ -281,4 +281,5 @@ class DecoupleStage(Stage):
             cam_zoom=typical.zoom,
             cam_rot=typical.rot,
             camera_inliers=float(np.mean([fit.inlier_fraction for fit in fits])),
+            camera_parallax=parallax is not None,
         )

@@ -53,6 +53,37 @@ def test_a_run_with_a_decode_setting_this_version_lacks_still_trains(clip_set, t
     assert loaded.keys == data.keys and np.array_equal(loaded.inputs, data.inputs)
 
 
+def run_with_rows_changed(source, out, change) -> None:
+    """A copy of the annotate run ``source`` whose metadata rows are passed through ``change`` (a table -> table)."""
+    shutil.copytree(source, out)
+    for path in (out / "metadata").glob("*.parquet"):
+        pq.write_table(change(pq.read_table(path)), path)
+
+
+def test_clips_whose_camera_showed_parallax_can_be_left_out(clip_set, tmp_path):
+    data, root = clip_set
+    shards = resolve_shards([str(root / "shards")])
+    assert data.parallax_left_out == 0
+    flagged = data.keys[2]
+
+    def flag_one(table: pa.Table) -> pa.Table:
+        flags = [key == flagged for key in table.column("key").to_pylist()]
+        index = table.schema.get_field_index("camera_parallax")
+        return table.set_column(index, table.schema.field(index), pa.array(flags))
+
+    run_with_rows_changed(root / "out", tmp_path / "flagged", flag_one)
+    kept = load_clip_set(shards, tmp_path / "flagged", CPU_CONFIG, leave_out_parallax=True)
+    assert kept.keys == [key for key in data.keys if key != flagged] and kept.parallax_left_out == 1
+    assert np.array_equal(kept.labels["object"], np.delete(data.labels["object"], 2))
+    assert load_clip_set(shards, tmp_path / "flagged", CPU_CONFIG).keys == data.keys  # kept unless asked
+
+    # shards written before the column existed read null there: leaving parallax out cannot be done, and says so
+    run_with_rows_changed(root / "out", tmp_path / "older", lambda table: table.drop_columns(["camera_parallax"]))
+    assert load_clip_set(shards, tmp_path / "older", CPU_CONFIG).keys == data.keys
+    with pytest.raises(ValueError, match="annotate again"):
+        load_clip_set(shards, tmp_path / "older", CPU_CONFIG, leave_out_parallax=True)
+
+
 def test_training_is_deterministic_and_resumes_exactly(clip_set, tmp_path):
     data, _ = clip_set
     config = TrainConfig(steps=4, batch_pairs=4, checkpoint_every=2, validation_fraction=0.25)
