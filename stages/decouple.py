@@ -3,6 +3,7 @@
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
 flow minus what the camera explains, is object motion once what real video fakes is taken out
 (stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm;
+stages/velocity_split.py: a region's parts that move unlike it, cut off first;
 stages/temporal_support.py: regions a frame a quarter second on does not show still moving;
 stages/object_persistence.py: regions that no other pair bears out).
 Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
@@ -45,6 +46,7 @@ from motionpipe.stages.segmenters import (
     require_sam2_checkpoint,
 )
 from motionpipe.stages.temporal_support import SUPPORT_RATIO, PairFlows, still_moving, support_frame
+from motionpipe.stages.velocity_split import split_by_velocity
 
 SEGMENTERS = ("motion_regions", "sam2")
 
@@ -242,6 +244,13 @@ class DecoupleStage(Stage):
                 noise_speeds, still_flow = parallax.noise_px * per_px[:, 0, 0], parallax.still_flow
         thresholds = np.maximum(config.object_threshold, config.noise_factor * noise_speeds)
         candidates = self.segmenter.object_masks(video, evidence, reliable, thresholds)
+        min_px = config.min_object_area * height * width
+        candidates = np.stack(
+            [
+                split_by_velocity(mask, forward - still, min_px)
+                for mask, forward, still in zip(candidates, motion.pair_forward, still_flow, strict=True)
+            ]
+        )
         grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
         confirmed = np.stack(
             [
