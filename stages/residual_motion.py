@@ -13,10 +13,13 @@ Three things in real video make a plain homography residual read objects that ar
   epipolar lines). When residual of that shape covers a large part of the frame and is spread across it
   (a moving object is compact; parallax is wherever there is nearer scenery), it is taken for parallax:
   only residual across the epipolar lines, beyond what lens distortion and flow error spill there, is object
-  evidence. Both ways along the lines are discounted (when the plane fitted is a middle layer, farther
-  scenery moves back): motion along an epipolar line is ambiguous in two frames, and a still scene reading
-  no object motion is what the user asked for. There the median residual is mostly parallax, so the noise
-  floor comes from the residual across the lines instead, which is flow error alone.
+  evidence. Along the lines, nearer scenery moves with the camera's flow and farther scenery (when the plane
+  fitted is a middle layer) against it, but nothing still lies beyond the farthest surface: its level, the
+  lower envelope of the parallax per unit distance to the epipole, bounds what is discounted the far way, and
+  residual beyond it is object evidence (an object heading the way the camera moves). Motion the near way
+  along a line stays ambiguous: in two frames and at constant velocity it is still scenery at another depth.
+  There the median residual is mostly parallax, so the noise floor comes from the residual across the
+  lines instead, which is flow error alone.
 Then every candidate region must be confirmed by the pixels themselves: the second frame, moved by the
 flow, must match the first clearly better than moved by the camera (with parallax: as a still scene would
 move, the camera's flow plus the parallax along the lines). A blob of flow error on still background fails
@@ -46,6 +49,16 @@ EPIPOLE_POINTS = 600  # residual lines sampled per pair to fit the epipole
 # inside the looser PARALLAX_SLOPE band pulled the refit off the handheld frames' epipole (shared/data).
 EPIPOLE_REFIT_SLOPE = 0.2
 EPIPOLE_HYPOTHESES = 128  # line pairs tried: with half the lines through the epipole, all miss it with p < 1e-15
+# The farthest surface's level, per cell: the share of the cell's parallax (per unit distance to the epipole, the far
+# way) below it. DIS smooths the background's flow between nearer layers, so the farthest surface reads a spread;
+# its lowest part still sits on it.
+FARTHEST_QUANTILE = 0.1
+# The share of the cells whose level is lower than the farthest surface's: an object filling fewer than a quarter of
+# the cells (up to about a sixth of the frame) does not move the level; the farthest surface shows in most.
+# benchmarks/decouple.py, seeds 0-3: a level over the whole frame (0.05, 0.1 and 0.25 of its pixels) put still
+# background under it (still parallax scenes read 7-12 %diag/s) or lost objects covering more than that share of the
+# frame (a tracking shot's subject).
+FARTHEST_CELLS = 0.25
 SPREAD_GRID = 4  # the frame is cut into SPREAD_GRID x SPREAD_GRID cells to tell spread-out parallax from objects
 SPREAD_CELL_SHARE = 0.05  # a cell shows parallax when this share of its pixels does
 # Share of cells showing parallax, above which it is parallax (medians over pairs). Moving objects under pans and
@@ -86,11 +99,12 @@ def reliable_medians(speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:
     )
 
 
-def parallax_directions(
+def parallax_field(
     residual: np.ndarray, camera: np.ndarray, significant: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """``float32[h, w, 2]``: per pixel of a pair, the unit vector along the line through the epipole, pointing the way
-    most ``significant`` residuals point (the way nearer still scenery moves); zeros with fewer than two of them.
+    """``float32[h, w, 2]``: per pixel of a pair, a vector along the line through the epipole, pointing the way most
+    ``significant`` residuals point; zeros with fewer than two of them. Its length grows with the distance to the
+    epipole (the same everywhere for an epipole at infinity), as a still point's parallax does at a given depth.
     RANSAC over the epipoles where two residual lines cross, the points taken where the camera moves them to; the
     best is refitted by least squares to the lines close to it."""
     height, width = residual.shape[:2]
@@ -112,9 +126,10 @@ def parallax_directions(
     epipole = epipoles[best]
     if close.sum() >= 2:
         epipole = refined_epipole(lines[close], np.sqrt(squared_length(vectors[close])))
+    epipole = epipole / max(float(np.linalg.norm(epipole)), 1e-12)  # one scale for every pair's field
     along = along_and_across(vectors, unit(epipole[:2] - epipole[2] * points))[0]
     sign = 1.0 if (along > 0).sum() >= (along < 0).sum() else -1.0
-    return (sign * unit(epipole[:2] - epipole[2] * warped)).astype(np.float32)
+    return (sign * (epipole[:2] - epipole[2] * warped)).astype(np.float32)
 
 
 def hypothesis_parts(vectors: np.ndarray, points: np.ndarray, epipoles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,13 +196,35 @@ def object_evidence(along: np.ndarray, across: np.ndarray) -> np.ndarray:
     return np.maximum(across - PARALLAX_SPILL * np.abs(along), 0.0)
 
 
+def nearer_way(directions: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """``float32[P]``: per pair, +1 where the ``directions[P, h, w, 2]`` point the way the ``camera`` flow goes on the
+    whole (the way scenery nearer than the fitted plane moves, faster than the plane), else -1."""
+    return np.where((directions * camera).sum(axis=(1, 2, 3)) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def farthest_level(per_unit: np.ndarray, reliable: np.ndarray) -> float:
+    """How far the farthest surface moves the far way, per unit distance to the epipole (<= 0: the fitted plane may be
+    that surface): per cell of the ``SPREAD_GRID`` grid with ``SPREAD_CELL_SHARE`` reliable, the
+    ``FARTHEST_QUANTILE`` of its pixels' ``per_unit[h, w]``; then the ``FARTHEST_CELLS`` quantile of the cells. The
+    farthest surface shows in many cells; an object, even a tracking shot's subject, in few."""
+    rows, columns = (np.array_split(np.arange(size), SPREAD_GRID) for size in per_unit.shape)
+    cells = []
+    for band in rows:
+        for span in columns:
+            cell = (slice(band[0], band[-1] + 1), slice(span[0], span[-1] + 1))
+            if reliable[cell].mean() >= SPREAD_CELL_SHARE:
+                cells.append(np.quantile(per_unit[cell][reliable[cell]], FARTHEST_QUANTILE))
+    return min(float(np.quantile(cells, FARTHEST_CELLS)), 0.0) if cells else 0.0
+
+
 @dataclass(frozen=True)
 class ParallaxExplanation:
     """What a still scene seen by a translating camera explains of a clip's residual flow (``P`` pairs)."""
 
     evidence_px: np.ndarray  # float[P, h, w]: residual length that parallax does not explain
     noise_px: np.ndarray  # float[P]: the noise floor, from the residual across the epipolar lines
-    still_flow: np.ndarray  # float[P, h, w, 2]: the camera's flow plus the parallax along the lines
+    # float[P, h, w, 2]: the camera's flow plus the parallax along the lines (the far way, down to the farthest surface)
+    still_flow: np.ndarray
 
 
 def explain_parallax(
@@ -197,7 +234,7 @@ def explain_parallax(
     over more than ``min_share`` of their reliable pixels, spread over the frame; None when they do not (then all
     residual is object evidence). Residual counts when it beats twice the pair's noise (``noise_px[P]`` at first,
     then the floor that the residual across the epipolar lines gives) and ``MIN_PARALLAX_RATIO`` of the camera's
-    displacement."""
+    displacement. Residual along the lines, the far way, beyond the farthest surface's level is object evidence too."""
     length = np.sqrt(squared_length(residual))
     big_enough = reliable & (length > MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera)))
     if not shows_parallax(big_enough, reliable, min_share):  # parallax-like pixels are among these: skip the fits
@@ -205,14 +242,25 @@ def explain_parallax(
     for _ in range(2):  # fitted with the floor given, then again with the floor across the first fit's lines
         significant = big_enough & (length > 2 * noise_px[:, None, None])
         rng = np.random.default_rng(0)  # the same clip gives the same epipoles
-        directions = np.stack(
-            [parallax_directions(*pair, rng) for pair in zip(residual, camera, significant, strict=True)]
-        )
+        fields = np.stack([parallax_field(*pair, rng) for pair in zip(residual, camera, significant, strict=True)])
+        directions = unit(fields)
         along, across = along_and_across(residual, directions)
         noise_px = np.minimum(noise_px, ACROSS_TO_LENGTH * reliable_medians(across, reliable))
     if not shows_parallax(parallax_like(along, across, significant), reliable, min_share):
         return None
-    return ParallaxExplanation(object_evidence(along, across), noise_px, camera + along[..., None] * directions)
+    distance = np.sqrt(squared_length(fields))
+    nearer = nearer_way(directions, camera)[:, None, None]
+    nearer_along = nearer * along  # > 0: nearer than the fitted plane
+    per_unit = nearer_along / np.maximum(distance, 1e-9)
+    levels = np.array([farthest_level(*pair) for pair in zip(per_unit, reliable, strict=True)], np.float32)
+    farthest = levels[:, None, None] * distance
+    # beyond it by what counts as parallax at all: DIS's error along the lines is larger than across them, most at the
+    # frame's edges (there, still layered scenes made apart from the benchmark read 5.7 and 16.5 %diag/s without it)
+    margin = MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera))
+    beyond = np.maximum(farthest - nearer_along - margin, 0.0)
+    evidence = np.hypot(object_evidence(along, across), beyond)
+    still_along = nearer * np.maximum(nearer_along, farthest)
+    return ParallaxExplanation(evidence, noise_px, camera + still_along[..., None] * directions)
 
 
 def photometric_errors(

@@ -16,10 +16,12 @@ from motionpipe.stages.residual_motion import (
     along_and_across,
     confirm_ratio_at,
     confirmed_regions,
+    farthest_level,
     hypothesis_parts,
     lands_inside,
+    nearer_way,
     object_evidence,
-    parallax_directions,
+    parallax_field,
     parallax_spread,
     photometric_errors,
     region_box,
@@ -115,7 +117,7 @@ def test_the_epipole_is_found_from_the_residuals_lines(epipole):
     residual = away_from(epipole) * rng.uniform(0.5, 2.0, (40, 60, 1)).astype(np.float32)
     stray = rng.random((40, 60)) < 0.2
     residual[stray] = rng.normal(0, 1.5, (int(stray.sum()), 2))
-    directions = parallax_directions(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng)
+    directions = unit(parallax_field(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng))
     assert np.median(np.sum(directions * away_from(epipole), axis=2)) > 0.99  # the lines, the scenery's way
 
 
@@ -125,7 +127,7 @@ def test_an_epipole_at_infinity_gives_parallel_lines():
     residual = np.zeros((40, 60, 2), np.float32)
     residual[...] = np.array([-0.6, 0.8], np.float32)
     residual *= rng.uniform(0.5, 2.0, (40, 60, 1)).astype(np.float32)
-    directions = parallax_directions(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng)
+    directions = unit(parallax_field(residual, np.zeros_like(residual), np.ones((40, 60), bool), rng))
     assert np.allclose(directions, [-0.6, 0.8], atol=0.01)
 
 
@@ -160,6 +162,46 @@ def test_an_object_crossing_the_epipolar_lines_reads_its_speed_under_parallax(st
     scene = layered_scene((7.0, 7.0), (SceneObject((0.5, 0.3), 0.15, (4.0, 14.0)),))
     fields = run_stages(stages, encode_video(render_scene(scene, 320, 240, 24.0, 60), 24.0)).fields
     assert fields["object_motion"] == pytest.approx(ground_truth(scene, SampleSpec())["object_motion"], rel=0.15)
+
+
+@pytest.mark.parametrize("pan, velocity", [((0.0, 8.0), (0.0, 9.0)), ((-9.0, 0.0), (-12.0, 0.0))])
+def test_a_camera_tracking_an_object_past_layered_scenery_reads_the_object_s_speed(stages, pan, velocity):
+    # the object heads the way the camera moves, along the epipolar lines, farther than the farthest surface would
+    # be: before, 0 (both ways along the lines were taken for parallax)
+    scene = layered_scene(pan, (SceneObject((0.5, 0.5), 0.15, velocity),))
+    fields = run_stages(stages, encode_video(render_scene(scene, 320, 240, 24.0, 60), 24.0)).fields
+    assert fields["camera_parallax"] is True
+    assert fields["object_motion"] == pytest.approx(ground_truth(scene, SampleSpec())["object_motion"], rel=0.15)
+
+
+def test_a_still_scene_whose_largest_surface_is_a_nearer_layer_reads_no_object_motion(stages):
+    # the fitted plane is the middle layer: the background moves back along the lines, and is the farthest surface
+    scene = Scene(seed=64, pan=(12.0, 0.0), layers=(DepthLayer(0.65, 0.45), DepthLayer(0.4, 0.2)))
+    fields = run_stages(stages, encode_video(render_scene(scene, 320, 240, 24.0, 60), 24.0)).fields
+    assert fields["object_motion"] < STILL_OBJECT_MOTION and fields["camera_parallax"] is True
+
+
+def test_the_farthest_level_is_the_background_s_not_a_large_object_s():
+    # parallax per unit distance, the near way positive: background at -1 that flow smoothing spreads upwards, nearer
+    # layers over 40% of the frame, and a tracking shot's subject over a ninth of it at -2.5, farther than anything
+    rng = np.random.default_rng(8)
+    ys, xs = np.mgrid[:64, :80]
+    background = -1.0 + np.abs(rng.normal(0, 0.15, (64, 80)))
+    per_unit = np.where(rng.random((64, 80)) < 0.4, rng.uniform(0.2, 2.0, (64, 80)), background)
+    subject = (np.abs(xs - 30) < 10) & (np.abs(ys - 32) < 16)
+    per_unit[subject] = -2.5
+    level = farthest_level(per_unit.astype(np.float32), np.ones((64, 80), bool))
+    assert subject.mean() > 0.11 and -1.0 <= level < -0.9
+    # the fitted plane is the farthest surface: nothing lies beyond it
+    assert farthest_level(np.abs(per_unit).astype(np.float32), np.ones((64, 80), bool)) == 0
+
+
+def test_the_nearer_way_is_the_way_the_camera_s_flow_goes():
+    directions = np.zeros((2, 4, 4, 2), np.float32)
+    directions[..., 0] = 1.0
+    camera = np.zeros_like(directions)
+    camera[0, ..., 0], camera[1, ..., 0] = 3.0, -3.0
+    assert nearer_way(directions, camera).tolist() == [1.0, -1.0]
 
 
 def test_hypothesis_parts_are_the_parts_along_and_across_each_epipole_s_line_times_its_distance():
