@@ -47,9 +47,9 @@ def encode_video(
         if sample_aspect_ratio is not None:
             stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         if codec in ("libx264", "libx265"):
-            stream.options = {"crf": str(crf), "preset": "fast"}
-        if codec == "libx264":  # its macroblock tree gave other bytes run to run (PyAV 18.1's libx264, 1 thread too)
-            stream.options |= {"x264-params": "mbtree=0"}
+            # libx264's macroblock tree gave other bytes run to run (PyAV 18.1's libx264, one thread too)
+            deterministic = {"x264-params": "mbtree=0"} if codec == "libx264" else {}
+            stream.options = {"crf": str(crf), "preset": "fast"} | deterministic
         else:
             stream.bit_rate = 8_000_000
         for frame in frames:
