@@ -26,7 +26,7 @@ TOLERANCE_SHARE = 0.5  # witnessed motion counts within this share of the region
 DRIFT_SHARE = 0.3  # ...plus this share of the distance the region is carried
 # Regions under this share of the frame that no other pair can check are dropped. benchmarks/decouple.py, seeds 0-5:
 # still scenes under parallax with noise read 4.5 and 15.5 %diag/s, crf 42 5.0, from such regions at the frame's
-# edge (62-81 px of 21888); no object pair was lost (dropping every such region lost entering objects: 0.98 -> 0.90).
+# edge (51 and 62 px of 21888 where read); no object pair was lost (dropping all such regions lost entering objects).
 MIN_UNCHECKED_SHARE = 0.005
 
 
