@@ -18,6 +18,9 @@ import numpy as np
 TEXTURE_PX_PER_UNIT = 8.0  # texture oversampling: 800 px per frame diagonal
 FINEST_TEXTURE_UNITS = 1.0  # smallest texture detail, in %diag (4 px at 320x240)
 ALPHA_WARP = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # how coverage (alpha) maps are warped into a frame
+# A pan or tilt names the camera when it is this many times the other (decouple.dominance's default names measured
+# motion alike): a pan 10 degrees off the horizontal is a pan, one at 45 degrees is complex.
+CAMERA_TYPE_DOMINANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,9 @@ class Scene:
             return "zoom_in" if self.zoom_rate > 0 else "zoom_out"
         if vx == vy == 0:
             return "static"
-        if vy == 0:
+        if abs(vx) >= CAMERA_TYPE_DOMINANCE * abs(vy):
             return "pan_right" if vx > 0 else "pan_left"
-        if vx == 0:
+        if abs(vy) >= CAMERA_TYPE_DOMINANCE * abs(vx):
             return "tilt_down" if vy > 0 else "tilt_up"
         return "complex"
 

@@ -59,3 +59,11 @@ def test_the_truth_zooms_as_much_as_the_camera_had_when_the_object_was_seen():
     late = ground_truth(scene, SampleSpec(), window_s, seen_areas=[[0.0]] * 4 + [[100.0]])["object_motion"]
     assert everywhere == pytest.approx(10.0 * np.mean(np.exp(0.4 * np.linspace(0, window_s, 5))))
     assert late == pytest.approx(10.0 * math.exp(0.4 * window_s))
+
+
+@pytest.mark.parametrize(
+    "pan, label",
+    [((10.0, 1.7), "pan_right"), ((-1.0, -9.0), "tilt_up"), ((7.0, 7.0), "complex"), ((6.0, 8.0), "complex")],
+)
+def test_a_pan_a_little_off_the_horizontal_is_still_a_pan(pan, label):
+    assert Scene(seed=1, pan=pan).camera_type == label
