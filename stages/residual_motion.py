@@ -56,7 +56,7 @@ FARTHEST_QUANTILE = 0.1
 # The share of the cells whose level is lower than the farthest surface's: an object filling fewer than a quarter of
 # the cells (up to about a sixth of the frame) does not move the level; the farthest surface shows in most.
 # benchmarks/decouple.py, seeds 0-3: a level over the whole frame (0.05, 0.1 and 0.25 of its pixels) put still
-# background under it (still parallax scenes read 7-12 %diag/s) or lost objects covering more than that share of the
+# background under it (still parallax scenes read 6.9-12 %diag/s) or lost objects covering more than that share of the
 # frame (a tracking shot's subject).
 FARTHEST_CELLS = 0.25
 SPREAD_GRID = 4  # the frame is cut into SPREAD_GRID x SPREAD_GRID cells to tell spread-out parallax from objects
