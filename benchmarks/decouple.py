@@ -113,30 +113,30 @@ def base_scene(camera: str, objects: str, rng: np.random.Generator):
 
 def parallax_scene(camera: str, objects: str, rng: np.random.Generator):
     """A translating camera over a background plane and two nearer still layers (depths 0.6-0.8, 0.35-0.5)."""
-    from motionpipe.pipeline.synthetic_video import DepthLayer, Scene
-
     speed = rng.uniform(*SPEEDS["pan_medium" if camera == "pan_medium" else "pan_slow"])
     direction = {"pan_slow": (1.0, 0.0), "pan_medium": (1.0, 0.0), "tilt": (0.0, 1.0), "diagonal": (0.6, 0.8)}[camera]
     sign = float(rng.choice((-1.0, 1.0)))
     pan = (sign * speed * direction[0], sign * speed * direction[1])
-    layers = (
-        DepthLayer(rng.uniform(0.6, 0.8), rng.uniform(0.15, 0.3)),
-        DepthLayer(rng.uniform(0.35, 0.5), rng.uniform(0.1, 0.2)),
-    )
-    return Scene(int(rng.integers(2**31)), pan, 0.0, scene_objects(objects, pan, rng), layers)
+    return layered_scene(pan, objects, rng, ((0.6, 0.8), (0.15, 0.3)), ((0.35, 0.5), (0.1, 0.2)))
 
 
 def wide_parallax_scene(camera: str, objects: str, rng: np.random.Generator):
     """Pans up to fast ones at any heading over nearer layers covering up to half the frame (15-50% at depths
     0.55-0.85, 10-30% at 0.3-0.5): the parallax set's cameras stop at 20 %diag/s and its layers at 30%."""
-    from motionpipe.pipeline.synthetic_video import DepthLayer, Scene
-
     speed, heading = rng.uniform(*SPEEDS[camera]), rng.uniform(0, 2 * math.pi)
     pan = (speed * math.cos(heading), speed * math.sin(heading))
-    layers = (
-        DepthLayer(rng.uniform(0.55, 0.85), rng.uniform(0.15, 0.5)),
-        DepthLayer(rng.uniform(0.3, 0.5), rng.uniform(0.1, 0.3)),
-    )
+    return layered_scene(pan, objects, rng, ((0.55, 0.85), (0.15, 0.5)), ((0.3, 0.5), (0.1, 0.3)))
+
+
+Ranges = tuple[tuple[float, float], tuple[float, float]]  # (depths, coverages) a layer is drawn from
+
+
+def layered_scene(pan: tuple[float, float], objects: str, rng: np.random.Generator, farther: Ranges, nearer: Ranges):
+    """A scene seen by a camera translating by ``pan`` over the background and two still layers drawn from the
+    ``farther`` and ``nearer`` ranges, with ``objects`` (scene_objects' kinds)."""
+    from motionpipe.pipeline.synthetic_video import DepthLayer, Scene
+
+    layers = tuple(DepthLayer(rng.uniform(*depths), rng.uniform(*coverages)) for depths, coverages in (farther, nearer))
     return Scene(int(rng.integers(2**31)), pan, 0.0, scene_objects(objects, pan, rng), layers)
 
 
