@@ -13,8 +13,10 @@ parallax sets clean and degraded (the wide one at 30 fps). Clips are rendered an
 (with their ground truth), then annotated in-process with the default CPU config and any ``--set`` overrides.
 
 Reported per condition: pairwise accuracy of object_motion and camera_motion against ground truth (a pair
-counts when the truths differ by more than 20%), camera_type accuracy, and the largest object_motion of a
-still scene; then how far each scene's object_motion moves across frame rates and resolutions. ``--save``
+counts when the truths differ by more than 20%), camera_type accuracy, the largest object_motion of a still scene,
+and the share of clips whose object_motion is near its truth (within 30%; a still scene under 0.5 %diag/s): with
+12-16 clips a condition one clip moves a pair accuracy by up to 0.2 as it happens to order, and this counts the
+clips right instead; then how far each scene's object_motion moves across frame rates and resolutions. ``--save``
 writes the rows; ``--against`` prints a saved run's figures beside these, so today's method and an older one
 (run with that code on PYTHONPATH and the same cache) are compared on the same clips. ``--oracle`` adds the
 object pair accuracy that the same flow and homography reach over the true (rendered) object masks: the gap
@@ -306,14 +308,27 @@ def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float 
     return correct / max(total, 1), total
 
 
+NEAR_SHARE = 0.3  # an object_motion within this share of its truth counts as near it
+STILL_OBJECT_MOTION = 0.5  # issue 22: a still scene reads below this (%diag/s) under any camera motion
+
+
+def near_truth(row: dict) -> bool:
+    """Whether a clip's object_motion is near its truth: within ``NEAR_SHARE``, or a still scene's under
+    ``STILL_OBJECT_MOTION``."""
+    truth, measured = row["object_motion"], row["measured"]["object_motion"]
+    return measured < STILL_OBJECT_MOTION if truth == 0 else abs(measured - truth) <= NEAR_SHARE * truth
+
+
 def condition_figures(rows: list[dict]) -> dict[str, float]:
-    """Object / camera pair accuracy, camera_type accuracy, and the largest object_motion of a still scene."""
+    """Object / camera pair accuracy, camera_type accuracy, the largest object_motion of a still scene, and the share
+    of clips whose object_motion is near the truth."""
     figures = {}
     for field in ("object_motion", "camera_motion"):
         figures[field], _ = pairwise_accuracy([r[field] for r in rows], [r["measured"][field] for r in rows])
     figures["camera_type"] = float(np.mean([r["camera_type"] == r["measured"]["camera_type"] for r in rows]))
     still = [r["measured"]["object_motion"] for r in rows if r["object_motion"] == 0]
     figures["still_max"] = max(still, default=0.0)
+    figures["near_object"] = float(np.mean([near_truth(r) for r in rows]))
     return figures
 
 
@@ -337,13 +352,13 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
 
 def report(rows: list[dict], against: list[dict] | None) -> None:
     runs = {"now": rows} | ({"before": against} if against else {})
-    header = "".join(f"{label + ' ' + run:>13}" for label in ("obj", "cam", "type", "still") for run in runs)
+    header = "".join(f"{label + ' ' + run:>13}" for label in ("obj", "cam", "type", "still", "near") for run in runs)
     print(f"{'condition':<15}{header}")
     for condition in CONDITIONS:
         figures = [condition_figures([r for r in run if r["condition"] == condition.name]) for run in runs.values()]
         cells = [
             f"{f[key]:>13.2f}"
-            for key in ("object_motion", "camera_motion", "camera_type", "still_max")
+            for key in ("object_motion", "camera_motion", "camera_type", "still_max", "near_object")
             for f in figures
         ]
         print(f"{condition.name:<15}{''.join(cells)}")
@@ -362,6 +377,7 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
 
 def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
     """The clips whose object_motion is furthest from the truth (log ratio), for reading failures."""
+
     def error(row: dict) -> float:
         return abs(math.log((row["measured"]["object_motion"] + 0.5) / (row["object_motion"] + 0.5)))
 
