@@ -3,6 +3,7 @@
 Per measuring pair: a homography for the camera (stages/camera_model.py); the residual flow,
 flow minus what the camera explains, is object motion once what real video fakes is taken out
 (stages/residual_motion.py: flow leaving the frame, noise, parallax; regions the pixels do not confirm;
+stages/farthest_surface.py: under parallax, a homography that took a nearer layer refitted to the farthest scenery;
 stages/velocity_split.py: a region's parts that move unlike it, cut off first;
 stages/temporal_support.py: regions a frame a quarter second on does not show still moving;
 stages/object_persistence.py: regions that no other pair bears out).
@@ -26,6 +27,7 @@ import numpy as np
 
 from motionpipe.stages.base import ClipRecord, DecodedVideo, Resources, Stage
 from motionpipe.stages.camera_model import CameraRates, camera_flow, camera_rates, fit_camera
+from motionpipe.stages.farthest_surface import against_farthest_surface
 from motionpipe.stages.flow_checks import squared_length
 from motionpipe.stages.motion_units import pct_diag_per_s
 from motionpipe.stages.object_persistence import persistent_regions
@@ -240,6 +242,13 @@ class DecoupleStage(Stage):
             noise_px = noise_speeds / per_px[:, 0, 0]
             parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area)
             if parallax is not None:
+                farther = against_farthest_surface(
+                    motion.pair_forward, reliable, induced, parallax, noise_px, config.parallax_area
+                )
+                if farther is not None:  # objects move against the farthest surface, not a nearer layer
+                    induced, parallax = farther
+                    residual = motion.pair_forward - induced
+                    residual_speeds = np.sqrt(squared_length(residual)) * per_px
                 evidence = np.where(reliable, parallax.evidence_px * per_px, 0.0)
                 noise_speeds, still_flow = parallax.noise_px * per_px[:, 0, 0], parallax.still_flow
         thresholds = np.maximum(config.object_threshold, config.noise_factor * noise_speeds)

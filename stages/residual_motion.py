@@ -225,6 +225,8 @@ class ParallaxExplanation:
     noise_px: np.ndarray  # float[P]: the noise floor, from the residual across the epipolar lines
     # float[P, h, w, 2]: the camera's flow plus the parallax along the lines (the far way, down to the farthest surface)
     still_flow: np.ndarray
+    # float[P, h, w, 2]: the farthest surface's flow, against which objects move (the fitted plane may be nearer)
+    farthest_flow: np.ndarray
 
 
 def explain_parallax(
@@ -260,7 +262,12 @@ def explain_parallax(
     beyond = np.maximum(farthest - nearer_along - margin, 0.0)
     evidence = np.hypot(object_evidence(along, across), beyond)
     still_along = nearer * np.maximum(nearer_along, farthest)
-    return ParallaxExplanation(evidence, noise_px, camera + still_along[..., None] * directions)
+    return ParallaxExplanation(
+        evidence,
+        noise_px,
+        camera + still_along[..., None] * directions,
+        camera + (nearer * farthest)[..., None] * directions,
+    )
 
 
 def photometric_errors(
