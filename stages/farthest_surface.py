@@ -23,7 +23,8 @@ from motionpipe.stages.residual_motion import MIN_PARALLAX_RATIO, ParallaxExplan
 NEARER_PLANE_SHARE = 0.3
 # ... and by this many times the pair's noise floor: under noise and compression the level, a low quantile of the
 # parallax, sits a little beyond the background, and slow pans (1-2 px a pair) put it past the share alone
-# (benchmarks/decouple.py seed 7 parallax_real: objects of 13.9 and 4.3 %diag/s read 0 against such a "surface").
+# (benchmarks/decouple.py seed 7 parallax_real: objects read 13.9 and 4.3 %diag/s, truly 14.9 and 4.0, went to 0
+# against such a "surface").
 NEARER_PLANE_NOISE = 5.0
 # A refit is kept when this share of the farthest surface's points fits it, and it moves as the level says (within
 # MIN_PARALLAX_RATIO of the camera's displacement): a plane fitted to a cluster of a few points, extrapolated over
@@ -45,19 +46,22 @@ def against_farthest_surface(
     of the farthest surface's, and the parallax explained against it (``explain_parallax`` with ``noise_px`` and
     ``min_share``). None when no pair's plane is a nearer layer, no refit holds, or the refit shows no parallax."""
     height, width = forward.shape[1:3]
-    tolerance = MIN_PARALLAX_RATIO * np.sqrt(squared_length(camera))  # px, per pixel (a zoom's grows outwards)
-    on_farthest = reliable & (np.sqrt(squared_length(forward - explanation.farthest_flow)) <= tolerance)
-    displacement = np.median(np.sqrt(squared_length(camera)), axis=(1, 2))
+    moved = np.sqrt(squared_length(camera))
+    # within what counts as parallax of the farthest surface, per pixel (a zoom's displacement grows outwards)
+    on_farthest = reliable & (
+        np.sqrt(squared_length(forward - explanation.farthest_flow)) <= MIN_PARALLAX_RATIO * moved
+    )
+    displacement = np.median(moved, axis=(1, 2))
     offset = np.median(np.sqrt(squared_length(explanation.farthest_flow - camera)), axis=(1, 2))
     nearer = (offset > NEARER_PLANE_SHARE * displacement) & (offset > NEARER_PLANE_NOISE * explanation.noise_px)
-    farthest, refitted = camera.copy(), False
+    planes, any_refit = camera.copy(), False
     for pair in np.flatnonzero(nearer):
         fit = fit_camera(forward[pair], on_farthest[pair])
         flow = camera_flow(fit.homography, width, height)
         off_level = np.median(np.sqrt(squared_length(flow - explanation.farthest_flow[pair])))
         if fit.inlier_fraction >= MIN_REFIT_INLIERS and off_level <= MIN_PARALLAX_RATIO * displacement[pair]:
-            farthest[pair], refitted = flow, True
-    if not refitted:
+            planes[pair], any_refit = flow, True
+    if not any_refit:
         return None
-    explained = explain_parallax(forward - farthest, farthest, reliable, noise_px, min_share)
-    return None if explained is None else (farthest, explained)
+    explained = explain_parallax(forward - planes, planes, reliable, noise_px, min_share)
+    return None if explained is None else (planes, explained)

@@ -16,7 +16,7 @@ from motionpipe.pipeline.video_encoding import encode_video
 
 LAYERED_PANS = {
     # before: 12.6 and 12.9 against 19.7 true (the object's motion read against a nearer layer)
-    "down-left": Scene(
+    "up-left": Scene(
         seed=1821639483,
         pan=(-13.687691080819599, -9.335749113880173),
         objects=(
@@ -28,7 +28,7 @@ LAYERED_PANS = {
         ),
     ),
     # before: 27.6 and 22.1 against 17.3 true
-    "up-left": Scene(
+    "down-left": Scene(
         seed=1474006285,
         pan=(-17.79367311063911, 6.431384465994173),
         objects=(
