@@ -9,8 +9,9 @@ stages/temporal_support.py: regions a frame a quarter second on does not show st
 stages/object_persistence.py: regions that no other pair bears out).
 Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
 segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the median
-residual speed of their forward-backward-consistent pixels (the median, because flow smoothed
-across object edges would drag a mean down: measured -14% on a synthetic disc). A pan over a still scene reads
+residual speed of their forward-backward-consistent pixels whose motion the frames bear out (flow smoothed past an
+object's edges moves a halo of still background with it; the median, because what is left of it would drag a mean
+down: measured -14% on a synthetic disc). A pan over a still scene reads
 zero object motion; an object the camera follows reads its speed relative to the scene.
 """
 
@@ -36,6 +37,7 @@ from motionpipe.stages.residual_motion import (
     confirm_ratio_at,
     explain_parallax,
     lands_inside,
+    pixels_matched_better,
     region_box,
     regions_matched_better,
     reliable_medians,
@@ -213,6 +215,13 @@ class DecoupleStage(Stage):
         frames = grey(pair[0]), grey(pair[1])
         return regions_matched_better(mask, frames, camera[box], forward[box], ratio, box)
 
+    def _borne_out(
+        self, mask: np.ndarray, grey: Grey, pair: list[int], still: np.ndarray, forward: np.ndarray
+    ) -> np.ndarray:
+        """The pair's object pixels whose motion its frames bear out, the ones object_motion is read over
+        (residual_motion.pixels_matched_better); the frames are read only when there are any."""
+        return pixels_matched_better(mask, (grey(pair[0]), grey(pair[1])), still, forward) if mask.any() else mask
+
     def _kept_moving(
         self, mask: np.ndarray, video: DecodedVideo, grey: Grey, pair: list[int], flows: PairFlows
     ) -> np.ndarray:
@@ -283,7 +292,15 @@ class DecoupleStage(Stage):
         witnesses = confirmed if confirmed_witnesses else candidates
         objects = persistent_regions(objects, witnesses, motion.pair_forward, np.array(intervals), anchors)
         clip.object_masks = objects
-        object_points = residual_speeds[objects & reliable]
+        measured = np.stack(
+            [
+                self._borne_out(mask & trusted, grey, pair, still, forward)
+                for mask, trusted, pair, still, forward in zip(
+                    objects, reliable, pairs, still_flow, motion.pair_forward, strict=True
+                )
+            ]
+        )
+        object_points = residual_speeds[measured]
         rates = [camera_rates(fit.homography, width, height, dt) for fit, dt in zip(fits, intervals, strict=True)]
         # the median pair's rates: a handheld jolt or a cut within one pair does not name the clip's camera motion
         typical = CameraRates(*(float(np.median([getattr(r, f) for r in rates])) for f in ("tx", "ty", "zoom", "rot")))

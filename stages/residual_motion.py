@@ -316,6 +316,23 @@ def regions_matched_better(
     return kept
 
 
+def pixels_matched_better(
+    mask: np.ndarray, frames: tuple[np.ndarray, np.ndarray], still: np.ndarray, moving: np.ndarray
+) -> np.ndarray:
+    """The pixels of ``mask`` where the second of the grey ``frames``, moved by the ``moving`` flow, matches the first
+    better than moved by the ``still`` one (``photometric_errors`` over ``region_box(mask)``); all of ``mask`` where
+    none does. Flow smoothed past a moving object's edge moves a halo of still background with it, at speeds between
+    the object's and none: the frames do not bear that motion out, and read with the object it pulls the object's
+    median speed down (with a slow and a fast object, onto the slow one)."""
+    if not mask.any():
+        return mask
+    box = region_box(mask)
+    camera_error, flow_error = photometric_errors(*frames, still[box], moving[box], box)
+    kept = np.zeros_like(mask)
+    kept[box] = mask[box] & (camera_error > flow_error)
+    return kept if kept.any() else mask
+
+
 def confirm_ratio_at(ratio: float, short_side_px: int) -> float:
     """The confirmation ratio for a pair measured ``short_side_px`` high: ``ratio`` was measured at
     ``CONFIRM_REFERENCE_PX``. On a smaller frame the same motion (in %diag/s) moves the pixels fewer px, and the flow's

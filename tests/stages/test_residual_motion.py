@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import ready_stages, run_stages
@@ -24,6 +25,7 @@ from motionpipe.stages.residual_motion import (
     parallax_field,
     parallax_spread,
     photometric_errors,
+    pixels_matched_better,
     region_box,
     regions_matched_better,
     unit,
@@ -94,6 +96,30 @@ def test_regions_are_matched_over_their_box_exactly_as_over_the_whole_frame(seed
         whole = confirmed_regions(mask, *whole_errors, ratio)
         assert (regions_matched_better(mask, (first, second), still[box], moving[box], ratio, box) == whole).all()
     assert box[1] == slice(28, width)  # two px of the 5 px window's reach beyond the regions
+
+
+def test_object_pixels_count_where_the_frames_bear_their_motion_out():
+    # a textured disc moves 3 px right over textured still background; the mask also takes in a ring of background
+    # 6 px wide around it, moving 1.5 px as smoothed flow would have it: the ring goes, the disc stays
+    rng = np.random.default_rng(5)
+    height, width = 64, 96
+    ys, xs = np.mgrid[:height, :width]
+    background = cv2.GaussianBlur(rng.uniform(0, 255, (height, width)).astype(np.float32), (0, 0), 1.0)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (height, width)).astype(np.float32), (0, 0), 1.0)
+    disc = np.hypot(xs - 40, ys - 32) < 12
+    moved_disc = np.hypot(xs - 43, ys - 32) < 12
+    first = np.where(disc, texture, background)
+    second = np.where(moved_disc, np.roll(texture, 3, axis=1), background)
+    ring = (np.hypot(xs - 40, ys - 32) < 18) & ~disc
+    moving = np.zeros((height, width, 2), np.float32)
+    moving[disc, 0], moving[ring, 0] = 3.0, 1.5
+    kept = pixels_matched_better(disc | ring, (first, second), np.zeros_like(moving), moving)
+    inner = np.hypot(xs - 40, ys - 32) < 9  # out of the 5 px window's reach of the ring
+    outer = np.hypot(xs - 40, ys - 32) >= 15
+    assert kept[inner].all() and not kept[outer & ring].any()
+    # frames that bear nothing out (no texture) leave the mask whole
+    flat = np.full((height, width), 128, np.float32)
+    assert (pixels_matched_better(disc | ring, (flat, flat), np.zeros_like(moving), moving) == (disc | ring)).all()
 
 
 def test_the_confirmation_ratio_shrinks_toward_1_on_smaller_frames():
