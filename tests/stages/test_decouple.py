@@ -80,9 +80,10 @@ SLOW_AND_FAST = (
 @pytest.mark.parametrize("texture", range(3))
 def test_a_slow_object_beside_a_larger_fast_one_reads_the_fast_one_s_speed(annotate, texture):
     # the masks take in a halo of still background around the objects, moving at speeds between theirs and none;
-    # read with them it put the median near the slow one's: before, 11.0-13.0 against 17.35
+    # read with them it put the median near the slow one's: before, 11.0-13.0 against 17.35; now 14.2-15.0 (the slow
+    # object's own halo still pulls), the bound halfway
     fields, truth = annotate(Scene(seed=1411826649 + texture, objects=SLOW_AND_FAST))
-    assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.2)
+    assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.22)
 
 
 @pytest.fixture(scope="module")
