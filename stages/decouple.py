@@ -10,8 +10,8 @@ stages/object_persistence.py: regions that no other pair bears out).
 Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
 segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the median
 residual speed of their forward-backward-consistent pixels whose motion the frames bear out (flow smoothed past an
-object's edges moves a halo of still background with it; the median, because what is left of it would drag a mean
-down: measured -14% on a synthetic disc). A pan over a still scene reads
+object's edges moves a halo of still background with it). The median, because that halo dragged a mean down (-14% on
+a synthetic disc, measured before the halo's pixels were left out). A pan over a still scene reads
 zero object motion; an object the camera follows reads its speed relative to the scene.
 """
 
