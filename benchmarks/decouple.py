@@ -63,8 +63,9 @@ WINDOW_S = 15 / 8  # the default annotate window: 16 samples at 8 fps
 # The cached truth, one row per clip; named anew whenever the truth changes (then cached clips get new truth rows
 # without being rendered again; benchmarks/estimator.py reads it too). truth.json weighted objects by radius, ignoring
 # what hides them; truth-seen.json scaled every object by the window's mean zoom, even one seen only at its end;
-# truth-seen-zoom.json called every pan off the axes complex, even 10 degrees off (the wide parallax set's).
-TRUTH_FILE = "truth-camera-type.json"
+# truth-seen-zoom.json called every pan off the axes complex, even 10 degrees off (the wide parallax set's);
+# truth-camera-type.json took the speed of the object covering most pixels, not the objects' mean speed.
+TRUTH_FILE = "truth-mean.json"
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,8 @@ def scene_sets(seed: int) -> dict[str, list[tuple[str, object]]]:
 
 
 def ground_truth(scene, renderer, width: int, height: int) -> dict:
-    """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the speed of the object covering
-    most of the pixels seen over the window (nearer layers, other objects and the frame's edge hide parts)."""
+    """Camera speed (translation x the frame's mean inverse depth, plus zoom) and the objects' speeds weighted by the
+    pixels of each seen over the window (nearer layers, other objects and the frame's edge hide parts)."""
     from motionpipe.pipeline.sample_data import SampleSpec
     from motionpipe.pipeline.sample_data import ground_truth as flat_ground_truth
 
@@ -271,12 +272,14 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], or
 
 
 def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
-    """object_motion as the decouple stage reads it (the median speed of the flow less each pair's homography) over
-    the true visible object pixels, one in from their edges: what the method reads when it finds exactly the
-    objects. Against the measured value it tells errors of detection from errors of measurement."""
+    """object_motion as the decouple stage reads it (the flow less each pair's homography; each region's median speed,
+    weighted by its pixels) over the true visible pixels of each object, one in from their edges: what the method
+    reads when it finds exactly the objects. Against the measured value it tells errors of detection from errors of
+    measurement."""
     import cv2
 
     from motionpipe.stages.camera_model import camera_flow, fit_camera
+    from motionpipe.stages.decouple import mean_region_speed
     from motionpipe.stages.flow_checks import squared_length
     from motionpipe.stages.motion_units import pct_diag_per_s
     from motionpipe.stages.residual_motion import lands_inside
@@ -284,17 +287,17 @@ def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
     motion, video = clip.motion, clip.video
     height, width = motion.pair_forward.shape[1:3]
     reliable = motion.pair_consistent & lands_inside(motion.pair_forward)
-    speeds = [np.zeros(0)]
-    for forward, trusted, (first, second) in zip(motion.pair_forward, reliable, video.pairs.tolist(), strict=True):
-        coverage = renderer.visible_object_coverage(video.times_s[first], width, height)
-        if not coverage:
-            continue
-        seen = cv2.erode((np.max(coverage, axis=0) > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        residual = forward - camera_flow(fit_camera(forward, trusted).homography, width, height)
+    seen, trusted, speeds = [], [], []
+    for forward, pair_reliable, (first, second) in zip(
+        motion.pair_forward, reliable, video.pairs.tolist(), strict=True
+    ):
+        residual = forward - camera_flow(fit_camera(forward, pair_reliable).homography, width, height)
         per_px = pct_diag_per_s(width, height, video.interval_s(first, second))
-        speeds.append(np.sqrt(squared_length(residual[seen & trusted])) * per_px)
-    everything = np.concatenate(speeds)
-    return float(np.median(everything)) if everything.size else 0.0
+        for coverage in renderer.visible_object_coverage(video.times_s[first], width, height):
+            seen.append(cv2.erode((coverage > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+            trusted.append(pair_reliable)
+            speeds.append(np.sqrt(squared_length(residual)) * per_px)
+    return mean_region_speed(np.array(seen), np.array(trusted), np.array(speeds)) if seen else 0.0
 
 
 def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float = 0.2) -> tuple[float, int]:

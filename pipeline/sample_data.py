@@ -94,8 +94,8 @@ def ground_truth(
     """What the clip's motion is, in %diag/s over the annotated window, as annotate should find it.
 
     camera_motion: mean speed the camera gives the frame (|pan|, or |zoom rate| x mean radius).
-    object_motion: camera-compensated speed of the object covering most object pixels (the
-    pixel-weighted median that annotate's object_motion estimates), scaled by the zoom while it is seen. The
+    object_motion: camera-compensated speed of the objects weighted by their pixels (the mean speed of object
+    points that annotate's object_motion estimates), each scaled by the zoom while it is seen. The
     objects' areas are their radii squared (all in view, none hidden, the window's mean zoom), or ``seen_areas``
     when given: ``[times, objects]`` px seen at times spread evenly over the window, whose zoom is averaged over
     each object's seen pixels (an object entering late in a zoom in moves faster on screen than the mean zoom says).
@@ -113,9 +113,8 @@ def ground_truth(
         weights = seen_areas.sum(axis=0)
         magnifications = zooms @ seen_areas / np.maximum(weights, 1e-12)
     radius = mean_radius_pct_diag(spec.width, spec.height)
-    order = sorted(range(len(scene.objects)), key=lambda index: scene.objects[index].speed)
-    areas = np.cumsum(weights[order])
-    median = order[int(np.searchsorted(areas, areas[-1] / 2))] if order else None
+    speeds = np.array([obj.speed for obj in scene.objects]) * magnifications
+    mean_speed = float(speeds @ weights / weights.sum()) if len(speeds) else 0.0
     return {
         **asdict(spec),
         "num_frames": spec.num_frames,
@@ -124,7 +123,7 @@ def ground_truth(
         "zoom_rate": scene.zoom_rate,
         "objects": [asdict(obj) | {"speed": obj.speed} for obj in scene.objects],
         "camera_motion": math.hypot(*scene.pan) + abs(k) * radius,
-        "object_motion": scene.objects[median].speed * magnifications[median] if median is not None else 0.0,
+        "object_motion": mean_speed,
     }
 
 

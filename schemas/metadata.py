@@ -83,7 +83,8 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "object_motion",
         pa.float32(),
-        "Median camera-compensated (residual) speed of object-mask pixels; 0 when no object moves.",
+        "Mean camera-compensated (residual) speed of object points (each object region's median, weighted by its "
+        "pixels); 0 when no object moves.",
         SPEED_UNIT,
     ),
     Column("object_area", pa.float32(), "Mean fraction of the frame inside object masks.", "fraction"),
@@ -119,7 +120,8 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "object_track_motion",
         pa.float32(),
-        "Median camera-compensated speed of object tracks, per step between samples; 0 without object tracks.",
+        "Mean camera-compensated speed of object tracks per step between samples (each object region's median, "
+        "weighted by its readings, as object_motion); 0 without object tracks.",
         SPEED_UNIT,
     ),
     # estimator (MotionStone)

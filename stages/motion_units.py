@@ -7,6 +7,7 @@ resolution or frame rate, so thresholds and scores carry across datasets.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -26,3 +27,15 @@ def speed_pct_diag_per_s(flow: np.ndarray, dt_s: float) -> np.ndarray:
     height, width = flow.shape[:2]
     magnitude_px = np.sqrt(squared_length(flow))  # np.hypot guards against overflow at 6x the cost
     return magnitude_px * pct_diag_per_s(width, height, dt_s)
+
+
+def mean_of_medians(groups: Iterable[np.ndarray]) -> float:
+    """The mean of the non-empty ``groups``' medians, each weighted by its size; 0 without any. Object motion over
+    several objects: each object's median is robust to a few wrong readings, and the mean moves smoothly as the
+    objects' sizes change, where a median over all their readings jumps from one object's speed to another's."""
+    medians, sizes = [], []
+    for group in groups:
+        if group.size:
+            medians.append(float(np.median(group)))
+            sizes.append(group.size)
+    return float(np.average(medians, weights=sizes)) if sizes else 0.0

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 
 from motionpipe.stages.base import ClipRecord, Resources, Stage
+from motionpipe.stages.measuring_size import measuring_pixel
+from motionpipe.stages.motion_units import mean_of_medians
 from motionpipe.stages.trackers import CoTracker, FlowChainTracker, Tracker, object_and_background_queries
 
 TRACKERS = ("auto", "none", "flow_chain", "cotracker")
@@ -66,7 +68,8 @@ class TrackingConfig:
 
 
 def step_speeds(tracks: np.ndarray, visible: np.ndarray, is_object: np.ndarray, times: np.ndarray):
-    """Per step between samples: (camera speed over the background grid, list of object track speeds), px/s."""
+    """Per step between samples: (camera speed over the background grid, each object track's speed, NaN where it is
+    not seen at both ends or not an object track), px/s."""
     camera, objects = [], []
     for step in range(1, tracks.shape[1]):
         both = visible[:, step - 1] & visible[:, step]
@@ -82,8 +85,18 @@ def step_speeds(tracks: np.ndarray, visible: np.ndarray, is_object: np.ndarray, 
         grid = ~is_object  # spread evenly over the background, unlike the object points
         camera.append(np.linalg.norm(predicted[grid] - tracks[grid, step - 1], axis=-1).mean() / dt)
         movers = both & is_object
-        objects.append(np.linalg.norm(tracks[movers, step] - predicted[movers], axis=-1) / dt)
+        speeds = np.full(len(tracks), np.nan)
+        speeds[movers] = np.linalg.norm(tracks[movers, step] - predicted[movers], axis=-1) / dt
+        objects.append(speeds)
     return camera, objects
+
+
+def object_regions(mask: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``int[N]``: the connected region of the first sample's object ``mask`` (measuring size) that each query point
+    (processing px) starts in; 0 off the mask."""
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    x, y = measuring_pixel(queries.astype(int)).T
+    return labels[y, x]
 
 
 class TrackingStage(Stage):
@@ -110,11 +123,16 @@ class TrackingStage(Stage):
         times = clip.video.times_s[clip.video.samples]
         camera, objects = step_speeds(tracks.positions, tracks.visibility, is_object, times)
         per_px = 100.0 / math.hypot(width, height)  # px/s -> %diag/s
-        object_speeds = np.concatenate(objects) if objects else np.zeros(0)
+        # as object_motion: each object region's median over its tracks' steps, the mean over regions by their
+        # readings (the query points are spread over the masks evenly, so by area)
+        speeds = np.array(objects).reshape(len(objects), len(queries))
+        regions = object_regions(clip.object_masks[0], queries)
+        groups = [speeds[:, regions == label] for label in np.unique(regions[is_object])]
+        object_track_motion = mean_of_medians(group[np.isfinite(group)] for group in groups) * per_px
         clip.fields.update(
             tracker_backend=self.tracker.name,
             object_tracks=int(is_object.sum()),
             background_tracks=int((~is_object).sum()),
             camera_track_motion=float(np.mean(camera)) * per_px if camera else None,
-            object_track_motion=float(np.median(object_speeds)) * per_px if object_speeds.size else 0.0,
+            object_track_motion=object_track_motion,
         )

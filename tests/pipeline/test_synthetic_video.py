@@ -41,11 +41,13 @@ def test_nearer_layers_hide_objects():
     assert all(0 < area < 0.9 * math.pi * (obj.radius * 120) ** 2 for area, obj in zip(seen, objects, strict=True))
 
 
-def test_the_truth_follows_the_object_seen_most():
+def test_the_truth_weights_the_objects_by_the_pixels_seen():
     objects = (SceneObject((0.3, 0.5), 0.15, (4.0, 0.0)), SceneObject((0.7, 0.5), 0.17, (15.0, 0.0)))
     scene = Scene(seed=7, objects=objects)
-    assert ground_truth(scene, SampleSpec())["object_motion"] == pytest.approx(15.0)  # the larger disc
-    assert ground_truth(scene, SampleSpec(), seen_areas=[[300.0, 100.0]])["object_motion"] == pytest.approx(4.0)
+    by_size = (4.0 * 0.15**2 + 15.0 * 0.17**2) / (0.15**2 + 0.17**2)
+    assert ground_truth(scene, SampleSpec())["object_motion"] == pytest.approx(by_size)
+    seen = ground_truth(scene, SampleSpec(), seen_areas=[[300.0, 100.0], [300.0, 100.0]])["object_motion"]
+    assert seen == pytest.approx((4.0 * 300 + 15.0 * 100) / 400)
     with pytest.raises(ValueError, match=r"\[times, objects\] with 2 objects"):
         ground_truth(scene, SampleSpec(), seen_areas=[[1.0]])
 
