@@ -7,7 +7,8 @@ stages/farthest_surface.py: under parallax, a homography that took a nearer laye
 stages/velocity_split.py: a region's parts that move unlike it, cut off first;
 stages/temporal_support.py: regions a frame a quarter second on does not show still moving;
 stages/object_persistence.py: regions that no other pair bears out).
-Object masks are connected regions of large residual speed, cleaned morphologically (the built-in
+Object masks are connected regions of large residual speed (without parallax, averaged over a small window:
+residual_motion.coherent_lengths), cleaned morphologically (the built-in
 segmenter), or SAM2 masks prompted where that motion is (stages/segmenters.py); object_motion is the mean residual
 speed of object points (DESIGN.md §4) read over their forward-backward-consistent pixels whose motion the frames bear
 out (flow smoothed past an object's edges moves a halo of still background with it): each region's median, weighted
@@ -36,6 +37,7 @@ from motionpipe.stages.motion_units import mean_of_medians, pct_diag_per_s
 from motionpipe.stages.object_persistence import persistent_regions
 from motionpipe.stages.residual_motion import (
     CONFIRM_REFERENCE_PX,
+    coherent_lengths,
     confirm_ratio_at,
     explain_parallax,
     lands_inside,
@@ -257,7 +259,7 @@ class DecoupleStage(Stage):
         residual = motion.pair_forward - induced
         residual_speeds = np.sqrt(squared_length(residual)) * per_px
         camera_speeds = (np.sqrt(squared_length(induced)) * per_px).mean(axis=(1, 2))
-        evidence = np.where(reliable, residual_speeds, 0.0)
+        evidence = np.where(reliable, coherent_lengths(residual, reliable) * per_px, 0.0)
         noise_speeds, still_flow, parallax = reliable_medians(evidence, reliable), induced, None
         if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
             noise_px = noise_speeds / per_px[:, 0, 0]

@@ -71,6 +71,9 @@ ACROSS_TO_LENGTH = 1.75
 PHOTOMETRIC_WINDOW_PX = 5  # measuring px over which match errors are averaged
 # The measuring short side at which DecoupleConfig.confirm_ratio was measured (256 px processing frames).
 CONFIRM_REFERENCE_PX = 128
+# The side of the window residual is averaged over before it is evidence, as a share of the measuring short side
+# (9 px at 128): chosen between 5 and 9 px on benchmarks/decouple.py's seeds 0-3, 9 then confirmed on seeds 4-9.
+COHERENCE_SHARE = 9 / 128
 
 Box = tuple[slice, slice]  # rows, columns of a frame
 WHOLE_FRAME: Box = (slice(None), slice(None))
@@ -89,6 +92,23 @@ def lands_inside(forward: np.ndarray, edge_px: int = EDGE_PX) -> np.ndarray:
     inside[..., :edge_px, :] = inside[..., -edge_px:, :] = False
     inside[..., :edge_px] = inside[..., -edge_px:] = False
     return inside
+
+
+def coherent_lengths(residual: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    """``float32[P, h, w]``: the length of the ``residual[P, h, w, 2]`` averaged over the ``reliable`` pixels of a
+    window around each pixel (``COHERENCE_SHARE`` of the short side; px, 0 where the window has none). Compression
+    and sensor noise turn the residual every way from pixel to pixel and block to block, a moving object's all one
+    way over its area: averaged, an object's keeps its length and noise's shrinks, so a slow object stands further
+    above the noise floor and blobs of noise fall under it."""
+    short_side = min(residual.shape[1:3])
+    side = int(COHERENCE_SHARE * short_side) // 2 * 2 + 1
+    lengths = []
+    for pair_residual, pair_reliable in zip(residual, reliable, strict=True):
+        weights = pair_reliable.astype(np.float32)
+        sums = cv2.blur(pair_residual * weights[..., None], (side, side))
+        counts = cv2.blur(weights, (side, side))
+        lengths.append(np.sqrt(squared_length(sums)) / np.maximum(counts, 1e-6))
+    return np.stack(lengths)
 
 
 def reliable_medians(speeds: np.ndarray, reliable: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from motionpipe.stages.residual_motion import (
     MIN_PARALLAX_SPREAD,
     PARALLAX_SPILL,
     along_and_across,
+    coherent_lengths,
     confirm_ratio_at,
     confirmed_regions,
     farthest_level,
@@ -58,6 +59,23 @@ def test_fast_object_under_noise_reads_its_speed(stages):
     scene = Scene(seed=52, pan=(8.0, 0.0), objects=(SceneObject((0.4, 0.5), 0.18, (16.0, 4.0)),))
     fields = run_stages(stages, noisy_clip(scene)).fields
     assert fields["object_motion"] == pytest.approx(ground_truth(scene, SampleSpec())["object_motion"], rel=0.15)
+
+
+def test_residual_averaged_over_a_window_keeps_an_object_s_and_shrinks_noise_s():
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(0, 2 * np.pi, (1, 128, 160))
+    residual = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)  # 1 px every way
+    ys, xs = np.mgrid[:128, :160]
+    disc = (xs - 80) ** 2 + (ys - 64) ** 2 < 20**2
+    residual[0][disc] = (0.6, 0.8)  # an object: 1 px one way
+    reliable = np.ones((1, 128, 160), bool)
+    reliable[0, :, :40] = False  # unreliable pixels count for nothing, their own lengths included
+    residual[0, :, :40] = 50.0
+    lengths = coherent_lengths(residual, reliable)[0]
+    inner = (xs - 80) ** 2 + (ys - 64) ** 2 < 14**2  # whose 9 px window (corners 5.7 px off) lies in the disc
+    assert lengths[inner] == pytest.approx(1.0, abs=1e-5)
+    assert np.median(lengths[~disc & reliable[0]]) < 0.2  # about 1 / 9, the square root of the window's area
+    assert lengths[:, 44:].max() <= 1.0 + 1e-5  # the unreliable pixels' 50 px reach none of them
 
 
 def test_pixels_whose_flow_leaves_the_frame_are_not_trusted():
