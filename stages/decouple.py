@@ -262,7 +262,8 @@ class DecoupleStage(Stage):
         evidence = np.where(reliable, coherent_lengths(residual, reliable) * per_px, 0.0)
         noise_speeds, still_flow, parallax = reliable_medians(evidence, reliable), induced, None
         if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
-            noise_px = noise_speeds / per_px[:, 0, 0]
+            # parallax is told from each pixel's own residual, so its noise floor is theirs, not the window's
+            noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
             parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area)
             if parallax is not None:
                 farther = against_farthest_surface(
