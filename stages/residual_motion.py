@@ -343,7 +343,7 @@ def pixels_matched_better(
     better than moved by the ``still`` one (``photometric_errors`` over ``region_box(mask)``); all of ``mask`` where
     none does. Flow smoothed past a moving object's edge moves a halo of still background with it, at speeds between
     the object's and none: the frames do not bear that motion out, and read with the object it pulls the object's
-    median speed down (with a slow and a fast object, onto the slow one)."""
+    median speed down."""
     if not mask.any():
         return mask
     box = region_box(mask)
