@@ -41,6 +41,7 @@ from motionpipe.stages.residual_motion import (
     confirm_ratio_at,
     explain_parallax,
     lands_inside,
+    matched_unlike_camera,
     pixels_matched_better,
     region_box,
     regions_matched_better,
@@ -261,10 +262,17 @@ class DecoupleStage(Stage):
         camera_speeds = (np.sqrt(squared_length(induced)) * per_px).mean(axis=(1, 2))
         evidence = np.where(reliable, coherent_lengths(residual, reliable) * per_px, 0.0)
         noise_speeds, still_flow, parallax = reliable_medians(evidence, reliable), induced, None
+        grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
         if float(np.mean(camera_speeds)) > 2 * config.static_threshold:
             # parallax is told from each pixel's own residual, so its noise floor is theirs, not the window's
             noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
-            parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area)
+            borne_out = np.stack(
+                [
+                    matched_unlike_camera((grey(first), grey(second)), camera, forward)
+                    for (first, second), camera, forward in zip(pairs, induced, motion.pair_forward, strict=True)
+                ]
+            )
+            parallax = explain_parallax(residual, induced, reliable, noise_px, config.parallax_area, borne_out)
             if parallax is not None:
                 farther = against_farthest_surface(
                     motion.pair_forward, reliable, induced, parallax, noise_px, config.parallax_area
@@ -284,7 +292,6 @@ class DecoupleStage(Stage):
                 for mask, forward, still in zip(candidates, motion.pair_forward, still_flow, strict=True)
             ]
         )
-        grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
         confirmed = np.stack(
             [
                 self._confirmed(mask, grey, pair, still, forward)

@@ -24,6 +24,7 @@ from motionpipe.stages.residual_motion import (
     nearer_way,
     object_evidence,
     parallax_field,
+    matched_unlike_camera,
     parallax_spread,
     photometric_errors,
     pixels_matched_better,
@@ -138,6 +139,23 @@ def test_object_pixels_count_where_the_frames_bear_their_motion_out():
     # frames that bear nothing out (no texture) leave the mask whole
     flat = np.full((height, width), 128, np.float32)
     assert (pixels_matched_better(disc | ring, (flat, flat), np.zeros_like(moving), moving) == (disc | ring)).all()
+
+
+def test_only_motion_the_frames_bear_out_is_matched_unlike_the_camera():
+    # the left half (nearer scenery) moves 3 px right, the right half stays; the flow says so on the left and is
+    # 1 px of error turning every way on the right, as compression's is: only the left is matched unlike the camera
+    rng = np.random.default_rng(7)
+    height, width = 48, 96
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (height, width + 8)).astype(np.float32), (0, 0), 1.0)
+    first = texture[:, 4 : width + 4]
+    second = np.hstack([texture[:, 1 : width // 2 + 1], first[:, width // 2 :]])
+    forward = np.zeros((height, width, 2), np.float32)
+    forward[:, : width // 2, 0] = 3.0
+    angles = rng.uniform(0, 2 * np.pi, (height, width // 2))
+    forward[:, width // 2 :] = np.dstack([np.cos(angles), np.sin(angles)])
+    matched = matched_unlike_camera((first, second), np.zeros_like(forward), forward)
+    assert matched[4:-4, 4 : width // 2 - 4].mean() > 0.95
+    assert matched[4:-4, width // 2 + 4 : -4].mean() < 0.05
 
 
 def test_the_confirmation_ratio_shrinks_toward_1_on_smaller_frames():
