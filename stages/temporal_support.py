@@ -19,7 +19,7 @@ import numpy as np
 
 from motionpipe.stages.flow_backends import DisFlow
 from motionpipe.stages.flow_checks import pixel_grid, region_medians, squared_length
-from motionpipe.stages.residual_motion import Box, region_box, regions_matched_better, within_frame
+from motionpipe.stages.residual_motion import Box, photometric_errors, region_box, within_frame
 
 SUPPORT_GAP_S = 0.25  # two samples at the default 8 fps: objects move 2-3x a pair's distance, encoder moves cancel
 SUPPORT_DIS_PRESET = "balanced"  # the CPU default's: from the guess, what is left to find is small
@@ -30,6 +30,10 @@ SUPPORT_RATIO = 1.1  # the region's match error moved as a still scene over that
 # its DIS call) is skipped: on benchmarks/decouple.py's tuning seed no pair so shown lost a region to the corrected
 # check at 3 (at 2, 3 of 872 pairs did); the held-out seed agreed (none of 852); 65-76% of pairs with regions skip it
 SURE_RATIO = 3.0
+# A region is judged only when its velocity keeps this share of its pixels inside the later frame's: an object entering
+# at a clip's end was outside the frame a quarter second before (benchmarks/decouple.py seed 12, 30 fps: 16-27% of
+# such a region's pixels landed inside, and it read 0 for 23.4 %diag/s as no frame could match the rest).
+MIN_JUDGED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,29 @@ def background_flow(
     return guess[box] + grid[box] @ affine[:2] + affine[2]
 
 
+def regions_moving(
+    labels: np.ndarray,
+    count: int,
+    landing_inside: np.ndarray,
+    frames: tuple[np.ndarray, np.ndarray],
+    still: np.ndarray,
+    moving: np.ndarray,
+    ratio: float,
+    box: Box,
+) -> np.ndarray:
+    """``bool[count]``: per region of ``labels`` (over ``box``; 0 is none), whether the second of the grey ``frames``
+    moved by the ``moving`` flow matches the first ``ratio`` times better than moved by the ``still`` one (errors
+    summed over the region); a region with fewer than ``MIN_JUDGED_SHARE`` of its pixels ``landing_inside`` the second
+    frame is kept, as that frame cannot show where it went."""
+    camera_error, flow_error = photometric_errors(*frames, still, moving, box)
+    camera_sum = np.bincount(labels.ravel(), camera_error.ravel(), minlength=count)
+    flow_sum = np.bincount(labels.ravel(), flow_error.ravel(), minlength=count)
+    inside = np.bincount(labels[landing_inside], minlength=count)
+    keep = (camera_sum > ratio * flow_sum) | (inside < MIN_JUDGED_SHARE * np.bincount(labels.ravel(), minlength=count))
+    keep[0] = False
+    return keep
+
+
 def still_moving(
     objects: np.ndarray,
     first: np.ndarray,
@@ -94,7 +121,8 @@ def still_moving(
     """``objects[h, w]`` of one pair less the regions that ``later`` (a grey frame ``scale`` pair intervals after
     ``first``, or before it when negative) does not bear out. Every flow scales with the interval: constant velocities
     are what the check expects of objects and of the camera's guess, which is corrected (background_flow) unless it
-    already shows every region clearly moving (``SURE_RATIO``). Flows are formed over the regions' box only."""
+    already shows every region clearly moving (``SURE_RATIO``). A region is judged only when its velocity keeps most of
+    its pixels inside ``later``'s frame (``MIN_JUDGED_SHARE``). Flows are formed over the regions' box only."""
     if not objects.any():
         return objects
     box = region_box(objects)
@@ -102,8 +130,14 @@ def still_moving(
     # each region's own displacement over the baseline; outside the regions, label 0, none
     own = (scale * region_medians((flows.forward - flows.still)[box], labels, count))[labels]
     guessed = scale * flows.still[box]  # the still scene's flow, scaled and not corrected
-    if (regions_matched_better(objects, (first, later), guessed, guessed + own, SURE_RATIO, box) == objects).all():
+    grid = pixel_grid(*objects.shape)[box]
+    # carried out of the frame by its own motion, not by the camera's: an object entering or leaving
+    inside = within_frame(grid + guessed + own, *objects.shape) | ~within_frame(grid + guessed, *objects.shape)
+    frames = (first, later)
+    if regions_moving(labels, count, inside, frames, guessed, guessed + own, SURE_RATIO, box)[1:].all():
         return objects
     parallax = (flows.still - flows.camera)[box]
     still = background_flow(first, later, scale * flows.camera, objects, box) + scale * parallax
-    return regions_matched_better(objects, (first, later), still, still + own, ratio, box)
+    kept = np.zeros_like(objects)
+    kept[box] = regions_moving(labels, count, inside, frames, still, still + own, ratio, box)[labels]
+    return kept
