@@ -399,8 +399,16 @@ def confirmed_regions(mask: np.ndarray, camera_error: np.ndarray, flow_error: np
     """The connected regions of ``mask`` whose pixels the flow matches clearly better than the camera does
     (mean errors over the region at least ``ratio`` apart)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels_matched_better(labels, count, camera_error, flow_error, ratio)[labels]
+
+
+def labels_matched_better(
+    labels: np.ndarray, count: int, camera_error: np.ndarray, flow_error: np.ndarray, ratio: float
+) -> np.ndarray:
+    """``bool[count]``: per region of ``labels`` (0 is none, never kept), whether the flow's match errors summed over
+    it are at least ``ratio`` times below the camera's."""
     camera_sum = np.bincount(labels.ravel(), camera_error.ravel(), minlength=count)
     flow_sum = np.bincount(labels.ravel(), flow_error.ravel(), minlength=count)
     keep = camera_sum > ratio * flow_sum
     keep[0] = False
-    return keep[labels]
+    return keep

@@ -19,7 +19,13 @@ import numpy as np
 
 from motionpipe.stages.flow_backends import DisFlow
 from motionpipe.stages.flow_checks import pixel_grid, region_medians, squared_length
-from motionpipe.stages.residual_motion import Box, photometric_errors, region_box, within_frame
+from motionpipe.stages.residual_motion import (
+    Box,
+    labels_matched_better,
+    photometric_errors,
+    region_box,
+    within_frame,
+)
 
 SUPPORT_GAP_S = 0.25  # two samples at the default 8 fps: objects move 2-3x a pair's distance, encoder moves cancel
 SUPPORT_DIS_PRESET = "balanced"  # the CPU default's: from the guess, what is left to find is small
@@ -101,13 +107,11 @@ def regions_moving(
     moved by the ``moving`` flow matches the first ``ratio`` times better than moved by the ``still`` one (errors
     summed over the region); a region with fewer than ``MIN_JUDGED_SHARE`` of its pixels ``landing_inside`` the second
     frame is kept, as that frame cannot show where it went."""
-    camera_error, flow_error = photometric_errors(*frames, still, moving, box)
-    camera_sum = np.bincount(labels.ravel(), camera_error.ravel(), minlength=count)
-    flow_sum = np.bincount(labels.ravel(), flow_error.ravel(), minlength=count)
+    matched = labels_matched_better(labels, count, *photometric_errors(*frames, still, moving, box), ratio)
     inside = np.bincount(labels[landing_inside], minlength=count)
-    keep = (camera_sum > ratio * flow_sum) | (inside < MIN_JUDGED_SHARE * np.bincount(labels.ravel(), minlength=count))
-    keep[0] = False
-    return keep
+    unjudged = inside < MIN_JUDGED_SHARE * np.bincount(labels.ravel(), minlength=count)
+    unjudged[0] = False
+    return matched | unjudged
 
 
 def still_moving(
