@@ -36,7 +36,8 @@ SUPPORT_RATIO = 1.1  # the region's match error moved as a still scene over that
 # its DIS call) is skipped: on benchmarks/decouple.py's tuning seed no pair so shown lost a region to the corrected
 # check at 3 (at 2, 3 of 872 pairs did); the held-out seed agreed (none of 852); 65-76% of pairs with regions skip it
 SURE_RATIO = 3.0
-# A region is judged only when its velocity keeps this share of its pixels inside the later frame's: an object entering
+# A region is judged only when this share of its pixels is judgeable: its velocity keeps them inside the later frame, or
+# the still scene's motion alone carries them out (blobs at a pan's leading edge, judged as ever). An object entering
 # at a clip's end was outside the frame a quarter second before (benchmarks/decouple.py seed 12, 30 fps: 16-27% of
 # such a region's pixels landed inside, and it read 0 for 23.4 %diag/s as no frame could match the rest).
 MIN_JUDGED_SHARE = 0.5
@@ -96,7 +97,7 @@ def background_flow(
 def regions_moving(
     labels: np.ndarray,
     count: int,
-    landing_inside: np.ndarray,
+    judgeable: np.ndarray,
     frames: tuple[np.ndarray, np.ndarray],
     still: np.ndarray,
     moving: np.ndarray,
@@ -105,11 +106,11 @@ def regions_moving(
 ) -> np.ndarray:
     """``bool[count]``: per region of ``labels`` (over ``box``; 0 is none), whether the second of the grey ``frames``
     moved by the ``moving`` flow matches the first ``ratio`` times better than moved by the ``still`` one (errors
-    summed over the region); a region with fewer than ``MIN_JUDGED_SHARE`` of its pixels ``landing_inside`` the second
-    frame is kept, as that frame cannot show where it went."""
+    summed over the region); a region with fewer than ``MIN_JUDGED_SHARE`` of its pixels ``judgeable`` is kept, as the
+    second frame cannot show where it went."""
     matched = labels_matched_better(labels, count, *photometric_errors(*frames, still, moving, box), ratio)
-    inside = np.bincount(labels[landing_inside], minlength=count)
-    unjudged = inside < MIN_JUDGED_SHARE * np.bincount(labels.ravel(), minlength=count)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    unjudged = np.bincount(labels[judgeable], minlength=count) < MIN_JUDGED_SHARE * sizes
     unjudged[0] = False
     return matched | unjudged
 
@@ -125,8 +126,8 @@ def still_moving(
     """``objects[h, w]`` of one pair less the regions that ``later`` (a grey frame ``scale`` pair intervals after
     ``first``, or before it when negative) does not bear out. Every flow scales with the interval: constant velocities
     are what the check expects of objects and of the camera's guess, which is corrected (background_flow) unless it
-    already shows every region clearly moving (``SURE_RATIO``). A region is judged only when its velocity keeps most of
-    its pixels inside ``later``'s frame (``MIN_JUDGED_SHARE``). Flows are formed over the regions' box only."""
+    already shows every region clearly moving (``SURE_RATIO``). A region is judged only when its own motion does not
+    carry most of it out of ``later``'s frame (``MIN_JUDGED_SHARE``). Flows are formed over the regions' box only."""
     if not objects.any():
         return objects
     box = region_box(objects)
@@ -135,13 +136,13 @@ def still_moving(
     own = (scale * region_medians((flows.forward - flows.still)[box], labels, count))[labels]
     guessed = scale * flows.still[box]  # the still scene's flow, scaled and not corrected
     grid = pixel_grid(*objects.shape)[box]
-    # carried out of the frame by its own motion, not by the camera's: an object entering or leaving
-    inside = within_frame(grid + guessed + own, *objects.shape) | ~within_frame(grid + guessed, *objects.shape)
+    # judgeable unless its own motion, not the still scene's, carries it out of the frame: an object entering or leaving
+    judgeable = within_frame(grid + guessed + own, *objects.shape) | ~within_frame(grid + guessed, *objects.shape)
     frames = (first, later)
-    if regions_moving(labels, count, inside, frames, guessed, guessed + own, SURE_RATIO, box)[1:].all():
+    if regions_moving(labels, count, judgeable, frames, guessed, guessed + own, SURE_RATIO, box)[1:].all():
         return objects
     parallax = (flows.still - flows.camera)[box]
     still = background_flow(first, later, scale * flows.camera, objects, box) + scale * parallax
     kept = np.zeros_like(objects)
-    kept[box] = regions_moving(labels, count, inside, frames, still, still + own, ratio, box)[labels]
+    kept[box] = regions_moving(labels, count, judgeable, frames, still, still + own, ratio, box)[labels]
     return kept
