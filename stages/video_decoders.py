@@ -131,10 +131,9 @@ def display_matrix_of(frame: av.VideoFrame) -> tuple[int, ...] | None:
     """The display matrix PyAV attaches to a decoded frame (the stream's, as coded side data), if any."""
     import av
 
-    for side_data in frame.side_data:
-        if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            return struct.unpack("=9i", bytes(side_data))
-    return None
+    # looked up by its type: PyAV 18.1.1 iterates side data as a mapping's keys, 18.1.0 as its values
+    side_data = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+    return None if side_data is None else struct.unpack("=9i", bytes(side_data))
 
 
 def pyav_pass(data: bytes, frame_limit: FrameLimit, kept: FramesKept, resize: Resize, threads: int) -> VideoFrames:
