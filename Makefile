@@ -1,20 +1,22 @@
 # Two entry points (see README): `make demo` and `make test`. Both install first, idempotently:
 # the venv is reused, torch is installed only when the pinned version is missing, and the
-# package is reinstalled only when pyproject.toml or this file changes. sam2 builds from source (~2 min).
+# package is reinstalled only when pyproject.toml, .ci/constraints.txt or this file changes. sam2 builds from source
+# (~2 min). Dependencies install within the versions of the last passing fresh install (.ci/constraints.txt).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+CONSTRAINTS := .ci/constraints.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile $(CONSTRAINTS) | sha1sum | cut -c1-12)
 
 .PHONY: install demo test
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '2.14.1')" 2>/dev/null \
 		|| $(PYTHON) -m pip install $(TORCH)
-	$(PYTHON) -m pip install -e '.[dev,sam2,diffusion]'
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) -e '.[dev,sam2,diffusion]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
