@@ -63,5 +63,6 @@ def against_farthest_surface(
             planes[pair], any_refit = flow, True
     if not any_refit:
         return None
+    # the frames bore the parallax out against the first planes (matched_unlike_camera); it is the same scene's
     explained = explain_parallax(forward - planes, planes, reliable, noise_px, min_share)
     return None if explained is None else (planes, explained)
