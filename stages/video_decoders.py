@@ -243,11 +243,11 @@ def iso_bmff_truncated(data: bytes) -> bool:
         return False
     offset = 0
     while offset + 8 <= len(data):
-        size, = struct.unpack(">I", data[offset : offset + 4])
+        (size,) = struct.unpack(">I", data[offset : offset + 4])
         if size == 1:
             if offset + 16 > len(data):
                 return True
-            size, = struct.unpack(">Q", data[offset + 8 : offset + 16])
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
         elif size == 0:
             return False
         if size < 8:
