@@ -267,8 +267,8 @@ def test_an_object_merged_with_compression_moves_at_crf_42_reads_its_speed(annot
 def test_compression_lagging_a_slow_pan_is_not_taken_for_parallax(annotate, scene):
     """crf 42's skipped blocks lag a slow pan or tilt along its own way, as a translating camera's parallax runs: the
     clip was declared layered and its object, moving along those lines too, taken for scenery (read 0). The frames do
-    not bear that residual out (residual_motion.matched_unlike_camera). Held-out scenes of benchmarks/decouple.py
-    (seeds 8, 7 and 0) in full."""
+    not bear that residual out (residual_motion.matched_unlike_camera). Scenes of benchmarks/decouple.py (seeds 8, 7
+    and 0, which the rule's constants were chosen on) in full."""
     fields, truth = annotate(scene, crf=42)
     assert not fields["camera_parallax"]
     assert fields["object_motion"] == pytest.approx(truth["object_motion"], rel=0.2)
