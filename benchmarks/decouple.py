@@ -1,7 +1,7 @@
 """Accuracy of camera vs object motion on synthetic clips with known motion, under what real video does to them.
 
     python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0] [--save run.json] [--against old.json]
-        [--oracle]
+        [--oracle] [--flow-error]
 
 A set of scenes (seed 0: the tuning set; seed 1 and up: held out, never tuned on) crosses camera motion
 (static, slow and fast pans (>= 30 %diag/s), tilts, zoom in and out) with object motion (none, slow, fast,
@@ -20,7 +20,9 @@ clips right instead; then how far each scene's object_motion moves across frame 
 writes the rows; ``--against`` prints a saved run's figures beside these, so today's method and an older one
 (run with that code on PYTHONPATH and the same cache) are compared on the same clips. ``--oracle`` adds the
 object pair accuracy that the same flow and homography reach over the true (rendered) object masks: the gap
-between the two is what finding the objects costs, the rest is measuring them.
+between the two is what finding the objects costs, the rest is measuring them. ``--flow-error`` adds the measuring
+pairs' flow error against the rendered truth on the background, the nearer layers and the objects: what the flow
+backend costs, before any decoupling.
 """
 
 from __future__ import annotations
@@ -240,9 +242,12 @@ def prepare_cache(cache: Path, seed: int) -> list[dict]:
     return [cached[job[0].stem] for job in jobs]
 
 
-def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], oracle: bool = False) -> list[dict]:
+def annotate(
+    cache: Path, seed: int, truth: list[dict], overrides: list[str], oracle: bool = False, flow_error: bool = False
+) -> list[dict]:
     """Each cached clip through the annotate stages in this process -> truth rows with the measured fields (and,
-    with ``oracle``, the object_motion read over the true object masks)."""
+    with ``oracle``, the object_motion read over the true object masks; with ``flow_error``, the measuring pairs'
+    flow error on each kind of surface)."""
     from motionpipe.pipeline.config import build_config
     from motionpipe.pipeline.shard_runner import build_annotation_stages
     from motionpipe.pipeline.synthetic_video import SceneRenderer
@@ -262,11 +267,14 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], or
         if not clip.ok:
             raise RuntimeError(f"{row['clip']}: {clip.error_detail}")
         measured = {k: clip.fields[k] for k in ("camera_motion", "object_motion", "camera_type")}
-        if oracle:
+        if oracle or flow_error:
             condition = conditions[row["condition"]]
             width, height = condition.size
             renderer = SceneRenderer(scenes[condition.scenes][row["scene"]], width / height, SECONDS)
+        if oracle:
             measured["oracle_object_motion"] = oracle_object_motion(clip, renderer)
+        if flow_error:
+            measured["flow_error"] = flow_error_by_surface(clip, renderer)
         rows.append(row | {"measured": measured})
     return rows
 
@@ -298,6 +306,34 @@ def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
             trusted.append(pair_reliable)
             speeds.append(np.sqrt(squared_length(residual)) * per_px)
     return mean_region_speed(np.array(seen), np.array(trusted), np.array(speeds)) if seen else 0.0
+
+
+SURFACE_KINDS = ("background", "layers", "objects")
+
+
+def flow_error_by_surface(clip: ClipRecord, renderer: SceneRenderer) -> dict[str, float | None]:
+    """The measuring pairs' flow against the rendered truth (``SceneRenderer.true_flow``): per kind of surface (the
+    background, the nearer layers, the objects), the median endpoint error in measuring px over the pixels whose
+    surface stays in view, all pairs pooled; None where a clip has no such pixel. Tells what the flow gets wrong
+    from what the decoupling does with it: the wide parallax set's fast pans drag the background's flow towards the
+    nearer layers'."""
+    from motionpipe.stages.flow_checks import squared_length
+    from motionpipe.stages.measuring_size import field_at_measuring_size, mask_at_measuring_size
+
+    height, width = clip.video.frames.shape[1:3]  # the processing size, which the measuring size halves
+    errors: dict[str, list[np.ndarray]] = {kind: [] for kind in SURFACE_KINDS}
+    first_object = 1 + len(renderer.scene.layers)
+    for forward, (first, second) in zip(clip.motion.pair_forward, clip.video.pairs.tolist(), strict=True):
+        times = clip.video.times_s
+        flow, seen = renderer.true_flow(times[first], times[second], width, height)
+        surfaces = mask_at_measuring_size(renderer.surfaces(times[first], width, height))
+        error = np.sqrt(squared_length(forward - field_at_measuring_size(flow)))
+        seen = mask_at_measuring_size(seen)
+        kinds = (surfaces == 0, (surfaces > 0) & (surfaces < first_object), surfaces >= first_object)
+        for kind, on in zip(SURFACE_KINDS, kinds, strict=True):
+            errors[kind].append(error[on & seen])
+    pooled = {kind: np.concatenate(parts) for kind, parts in errors.items()}
+    return {kind: float(np.median(values)) if len(values) else None for kind, values in pooled.items()}
 
 
 def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float = 0.2) -> tuple[float, int]:
@@ -373,6 +409,12 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
             now, _ = pairwise_accuracy(truth, [r["measured"]["object_motion"] for r in chosen])
             masks, _ = pairwise_accuracy(truth, [r["measured"]["oracle_object_motion"] for r in chosen])
             print(f"{condition.name:<15}{now:>13.2f}{masks:>13.2f}")
+    if "flow_error" in rows[0]["measured"]:
+        print(f"\n{'condition':<15}" + "".join(f"{kind:>13}" for kind in SURFACE_KINDS) + "   median flow error, px")
+        for condition in CONDITIONS:
+            chosen = [r["measured"]["flow_error"] for r in rows if r["condition"] == condition.name]
+            cells = [[c[kind] for c in chosen if c[kind] is not None] for kind in SURFACE_KINDS]
+            print(f"{condition.name:<15}" + "".join(f"{np.mean(c):>13.2f}" if c else f"{'-':>13}" for c in cells))
     for name, run in runs.items():
         for family, (share, worst) in invariance_figures(run).items():
             print(f"{name}: object_motion across {family}: {share:.0%} of scenes within 10%, worst {worst:.0%}")
@@ -401,10 +443,13 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write the rows (truth and measured) as JSON")
     parser.add_argument("--against", type=Path, help="a saved run to print beside this one")
     parser.add_argument("--oracle", action="store_true", help="also read object_motion over the true object masks")
+    parser.add_argument(
+        "--flow-error", action="store_true", help="also read the flow's error on the background, layers and objects"
+    )
     args = parser.parse_args()
     truth = prepare_cache(args.cache, args.seed)
     started = time.perf_counter()
-    rows = annotate(args.cache, args.seed, truth, args.set, args.oracle)
+    rows = annotate(args.cache, args.seed, truth, args.set, args.oracle, args.flow_error)
     print(f"seed {args.seed}: {len(rows)} clips annotated in {time.perf_counter() - started:.0f} s")
     if args.save:
         args.save.write_text(json.dumps(rows))

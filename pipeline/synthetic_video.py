@@ -210,12 +210,8 @@ class SceneRenderer:
     def visible_object_coverage(self, t: float, width: int, height: int) -> list[np.ndarray]:
         """Each object's coverage (0-1) of a ``width x height`` frame at time ``t`` as seen: less what the objects
         drawn after it and the nearer layers hide (true object masks, for telling detection from measurement)."""
-        covers = []  # alpha of everything in the frame, in drawing order: objects, then layers
-        for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
-            half = sprite.shape[0] / 2
-            matrix = self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
-            covers.append(cv2.warpAffine(sprite[..., 3], matrix, (width, height), flags=ALPHA_WARP) / 255.0)
-        covers += self._layer_alphas(t, width, height)
+        # alpha of everything in the frame, in drawing order: objects, then layers
+        covers = self._object_alphas(t, width, height) + self._layer_alphas(t, width, height)
         visible = []
         for index in range(len(self.scene.objects)):
             seen = covers[index]
@@ -239,6 +235,63 @@ class SceneRenderer:
             matrix = self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth)
             alphas.append(cv2.warpAffine(image[..., 3], matrix, (width, height), flags=ALPHA_WARP) / np.float32(255))
         return alphas
+
+    def surfaces(self, t: float, width: int, height: int) -> np.ndarray:
+        """``int[h, w]``: which surface each pixel of a ``width x height`` frame at time ``t`` shows (over half its
+        coverage): 0 the background, ``1 + k`` the k-th nearer layer, ``1 + len(layers) + k`` the k-th object."""
+        shown = np.zeros((height, width), np.int32)
+        first_object = 1 + len(self.scene.layers)
+        alphas = [(first_object + k, alpha) for k, alpha in enumerate(self._object_alphas(t, width, height))]
+        alphas += [(1 + k, alpha) for k, alpha in enumerate(self._layer_alphas(t, width, height))]  # drawn last
+        for surface, alpha in alphas:
+            shown[alpha > 0.5] = surface
+        return shown
+
+    def true_flow(self, start: float, end: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """The motion from the frame at ``start`` seconds to the one at ``end`` of the surface each pixel shows at
+        ``start`` -> ``(float32[h, w, 2] flow in px, bool[h, w] seen)``: ``seen`` where the same surface is on top
+        where the pixel lands (not hidden by a nearer one, not out of the frame). Flow benchmarks read estimated flow
+        against it (benchmarks/decouple.py ``--flow-error``)."""
+        shown = self.surfaces(start, width, height)
+        grid = np.dstack(np.meshgrid(np.arange(width), np.arange(height))).astype(np.float64)
+        homogeneous = np.dstack([grid, np.ones((height, width))])
+        flow = np.zeros((height, width, 2))
+        for surface, (before, after) in enumerate(self._surface_warps(start, end, width, height)):
+            on = shown == surface
+            texture = homogeneous[on] @ before.T  # the texture point each pixel shows, fixed to its surface
+            flow[on] = np.linalg.solve(after[:, :2], (texture - after[:, 2]).T).T - grid[on]
+        landed = np.rint(grid + flow).astype(np.int64)
+        inside = (landed[..., 0] >= 0) & (landed[..., 0] < width) & (landed[..., 1] >= 0) & (landed[..., 1] < height)
+        later = self.surfaces(end, width, height)
+        seen = inside & (later[np.clip(landed[..., 1], 0, height - 1), np.clip(landed[..., 0], 0, width - 1)] == shown)
+        return flow.astype(np.float32), seen
+
+    def _surface_warps(self, start: float, end: float, width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per surface (as ``surfaces`` numbers them), its frame-to-texture maps at ``start`` and ``end``."""
+        origin = self.canvas_origins[0]
+        warps = [tuple(self._inverse_warp(t, width, height, (0.0, 0.0), origin) for t in (start, end))]
+        warps += [
+            tuple(self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth) for t in (start, end))
+            for layer, origin in zip(self.scene.layers, self.canvas_origins[1:], strict=True)
+        ]
+        for obj, sprite in zip(self.scene.objects, self.sprites, strict=True):
+            warps.append(tuple(self._object_warp(obj, sprite, t, width, height) for t in (start, end)))
+        return [(before.astype(np.float64), after.astype(np.float64)) for before, after in warps]
+
+    def _object_alphas(self, t: float, width: int, height: int) -> list[np.ndarray]:
+        """Each object's coverage (0-1) of a ``width x height`` frame at time ``t``, before anything hides it."""
+        return [
+            cv2.warpAffine(
+                sprite[..., 3], self._object_warp(obj, sprite, t, width, height), (width, height), flags=ALPHA_WARP
+            )
+            / np.float32(255)
+            for obj, sprite in zip(self.scene.objects, self.sprites, strict=True)
+        ]
+
+    def _object_warp(self, obj: SceneObject, sprite: np.ndarray, t: float, width: int, height: int) -> np.ndarray:
+        """The frame-to-sprite map of an object at time ``t`` (the sprite centred on the object)."""
+        half = sprite.shape[0] / 2
+        return self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
 
     def render(self, width: int, height: int, fps: float, num_frames: int) -> np.ndarray:
         """``uint8[T, H, W, 3]`` frames at times ``i / fps``."""

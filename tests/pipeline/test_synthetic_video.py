@@ -1,5 +1,6 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -69,3 +70,46 @@ def test_the_truth_zooms_as_much_as_the_camera_had_when_the_object_was_seen():
 )
 def test_a_pan_a_little_off_the_horizontal_is_still_a_pan(pan, label):
     assert Scene(seed=1, pan=pan).camera_type == label
+
+
+def test_the_true_flow_moves_each_surface_by_its_depth_and_its_own_velocity():
+    """A pan moves the background by the pan, a layer at half the depth twice as far, an object by its velocity less
+    the pan (px = %diag x the frame's px per unit)."""
+    pan, velocity = (12.0, -6.0), (8.0, 5.0)
+    scene = Scene(seed=2, pan=pan, objects=(SceneObject((0.3, 0.5), 0.15, velocity),), layers=(DepthLayer(0.5, 0.2),))
+    renderer = renderer_of(scene)
+    width, height, interval = 320, 240, 1 / 12
+    flow, seen = renderer.true_flow(0.5, 0.5 + interval, width, height)
+    surfaces = renderer.surfaces(0.5, width, height)
+    px_per_unit = width / renderer.frame_units[0]
+    expected = {
+        0: -np.array(pan) * interval * px_per_unit,
+        1: -np.array(pan) / 0.5 * interval * px_per_unit,
+        2: (np.array(velocity) - pan) * interval * px_per_unit,
+    }
+    for surface, displacement in expected.items():
+        on = surfaces == surface
+        assert on.sum() > 500
+        np.testing.assert_allclose(flow[on], np.broadcast_to(displacement, flow[on].shape), atol=1e-3)
+    assert 0.8 < seen.mean() < 0.99  # what leaves the frame or goes behind the layer is not seen
+
+
+def test_the_second_frame_moved_by_the_true_flow_matches_the_first():
+    """Under a zoom, a pan, two layers and an object, the true flow carries every pixel that stays in view to where
+    its surface went: the later frame warped back by it matches the first within interpolation error."""
+    scene = Scene(
+        seed=3,
+        pan=(12.0, -5.0),
+        zoom_rate=0.2,
+        objects=(SceneObject((0.4, 0.5), 0.15, (8.0, 6.0)),),
+        layers=(DepthLayer(0.6, 0.2), DepthLayer(0.4, 0.15)),
+    )
+    renderer = renderer_of(scene)
+    width, height, start, end = 320, 240, 0.5, 0.5 + 1 / 12
+    first, second = (renderer.frame(t, width, height).astype(np.float32) for t in (start, end))
+    flow, seen = renderer.true_flow(start, end, width, height)
+    grid = np.dstack(np.meshgrid(np.arange(width), np.arange(height))).astype(np.float32) + flow
+    back = cv2.remap(second, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR)
+    error, unmoved = np.abs(back - first).mean(axis=-1), np.abs(second - first).mean(axis=-1)
+    assert np.median(error[seen]) < 1.0 and np.median(unmoved[seen]) > 8.0
+    assert np.median(error[~seen]) > 10 * np.median(error[seen])  # what is hidden or gone is not matched
