@@ -1,7 +1,7 @@
 """Accuracy of camera vs object motion on synthetic clips with known motion, under what real video does to them.
 
     python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0] [--save run.json] [--against old.json]
-        [--oracle] [--flow-error]
+        [--oracle] [--flow-error] [--true-flow]
 
 A set of scenes (seed 0: the tuning set; seed 1 and up: held out, never tuned on) crosses camera motion
 (static, slow and fast pans (>= 30 %diag/s), tilts, zoom in and out) with object motion (none, slow, fast,
@@ -22,7 +22,8 @@ writes the rows; ``--against`` prints a saved run's figures beside these, so tod
 object pair accuracy that the same flow and homography reach over the true (rendered) object masks: the gap
 between the two is what finding the objects costs, the rest is measuring them. ``--flow-error`` adds the measuring
 pairs' flow error against the rendered truth on the background, the nearer layers and the objects: what the flow
-backend costs, before any decoupling.
+backend costs, before any decoupling; ``--true-flow`` decouples the rendered flow instead of the backend's (the pixels
+that stay in view as the consistent ones): what the decoupling reaches with perfect flow.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -242,12 +243,18 @@ def prepare_cache(cache: Path, seed: int) -> list[dict]:
     return [cached[job[0].stem] for job in jobs]
 
 
-def annotate(
-    cache: Path, seed: int, truth: list[dict], overrides: list[str], oracle: bool = False, flow_error: bool = False
-) -> list[dict]:
-    """Each cached clip through the annotate stages in this process -> truth rows with the measured fields (and,
-    with ``oracle``, the object_motion read over the true object masks; with ``flow_error``, the measuring pairs'
-    flow error on each kind of surface)."""
+@dataclass(frozen=True)
+class Readings:
+    """What ``annotate`` reads besides the stages' fields, to tell where errors come from."""
+
+    oracle: bool = False  # object_motion over the true object masks (detection vs measurement)
+    flow_error: bool = False  # the measuring pairs' flow error per kind of surface (the flow backend's share)
+    true_flow: bool = False  # decouple the rendered flow instead of the backend's (the decoupling's share)
+
+
+def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], readings: Readings) -> list[dict]:
+    """Each cached clip through the annotate stages in this process -> truth rows with the measured fields and what
+    ``readings`` asks for."""
     from motionpipe.pipeline.config import build_config
     from motionpipe.pipeline.shard_runner import build_annotation_stages
     from motionpipe.pipeline.synthetic_video import SceneRenderer
@@ -260,20 +267,24 @@ def annotate(
     conditions = {condition.name: condition for condition in CONDITIONS}
     rows = []
     for row in truth:
+        renderer = None
+        if readings != Readings():  # each reading needs the scene's truth
+            condition = conditions[row["condition"]]
+            width, height = condition.size
+            renderer = SceneRenderer(scenes[condition.scenes][row["scene"]], width / height, SECONDS)
         payload = (cache / f"seed{seed}" / f"{row['clip']}.mp4").read_bytes()
         clip = ClipRecord(row["clip"], "benchmark", {"mp4": payload}, {"mp4": f"{row['clip']}.mp4"})
         for stage in stages:
+            if readings.true_flow and stage.name == "decouple":
+                forward, seen = true_pair_flows(clip, renderer)
+                clip.motion = replace(clip.motion, pair_forward=forward, pair_consistent=seen)
             stage.process([clip])
         if not clip.ok:
             raise RuntimeError(f"{row['clip']}: {clip.error_detail}")
         measured = {k: clip.fields[k] for k in ("camera_motion", "object_motion", "camera_type")}
-        if oracle or flow_error:
-            condition = conditions[row["condition"]]
-            width, height = condition.size
-            renderer = SceneRenderer(scenes[condition.scenes][row["scene"]], width / height, SECONDS)
-        if oracle:
+        if readings.oracle:
             measured["oracle_object_motion"] = oracle_object_motion(clip, renderer)
-        if flow_error:
+        if readings.flow_error:
             measured["flow_error"] = flow_error_by_surface(clip, renderer)
         rows.append(row | {"measured": measured})
     return rows
@@ -311,29 +322,46 @@ def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
 SURFACE_KINDS = ("background", "layers", "objects")
 
 
-def flow_error_by_surface(clip: ClipRecord, renderer: SceneRenderer) -> dict[str, float | None]:
-    """The measuring pairs' flow against the rendered truth (``SceneRenderer.true_flow``): per kind of surface (the
-    background, the nearer layers, the objects), the median endpoint error in measuring px over the pixels whose
-    surface stays in view, all pairs pooled; None where a clip has no such pixel. Tells what the flow gets wrong
-    from what the decoupling does with it: the wide parallax set's fast pans drag the background's flow towards the
-    nearer layers'."""
-    from motionpipe.stages.flow_checks import squared_length
+def true_pair_flows(clip: ClipRecord, renderer: SceneRenderer) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's measuring pairs' rendered flow (``SceneRenderer.true_flow``) at the measuring size, in half-size px
+    as the flow stage gives it, and the pixels whose surface stays in view: ``float32[P, h, w, 2]``,
+    ``bool[P, h, w]``."""
     from motionpipe.stages.measuring_size import field_at_measuring_size, mask_at_measuring_size
 
     height, width = clip.video.frames.shape[1:3]  # the processing size, which the measuring size halves
-    errors: dict[str, list[np.ndarray]] = {kind: [] for kind in SURFACE_KINDS}
+    times = clip.video.times_s
+    flows, seen = zip(
+        *(
+            renderer.true_flow(times[first], times[second], width, height)
+            for first, second in clip.video.pairs.tolist()
+        ),
+        strict=True,
+    )
+    return field_at_measuring_size(np.stack(flows)), mask_at_measuring_size(np.stack(seen))
+
+
+def flow_error_by_surface(clip: ClipRecord, renderer: SceneRenderer) -> dict[str, float | None]:
+    """The measuring pairs' flow against the rendered truth: per kind of surface (the background, the nearer layers,
+    the objects), the median endpoint error in measuring px over the pixels whose surface stays in view, all pairs
+    pooled; None where a clip has no such pixel. Tells what the flow gets wrong from what the decoupling does with it:
+    the wide parallax set's fast pans drag the background's flow towards the nearer layers'."""
+    from motionpipe.stages.flow_checks import squared_length
+    from motionpipe.stages.measuring_size import mask_at_measuring_size
+
+    height, width = clip.video.frames.shape[1:3]
+    truth, seen = true_pair_flows(clip, renderer)
+    errors = np.sqrt(squared_length(clip.motion.pair_forward - truth))
+    surfaces = mask_at_measuring_size(
+        np.stack(
+            [renderer.surfaces(clip.video.times_s[first], width, height) for first, _ in clip.video.pairs.tolist()]
+        )
+    )
     first_object = 1 + len(renderer.scene.layers)
-    for forward, (first, second) in zip(clip.motion.pair_forward, clip.video.pairs.tolist(), strict=True):
-        times = clip.video.times_s
-        flow, seen = renderer.true_flow(times[first], times[second], width, height)
-        surfaces = mask_at_measuring_size(renderer.surfaces(times[first], width, height))
-        error = np.sqrt(squared_length(forward - field_at_measuring_size(flow)))
-        seen = mask_at_measuring_size(seen)
-        kinds = (surfaces == 0, (surfaces > 0) & (surfaces < first_object), surfaces >= first_object)
-        for kind, on in zip(SURFACE_KINDS, kinds, strict=True):
-            errors[kind].append(error[on & seen])
-    pooled = {kind: np.concatenate(parts) for kind, parts in errors.items()}
-    return {kind: float(np.median(values)) if len(values) else None for kind, values in pooled.items()}
+    kinds = (surfaces == 0, (surfaces > 0) & (surfaces < first_object), surfaces >= first_object)
+    return {
+        kind: float(np.median(errors[on & seen])) if (on & seen).any() else None
+        for kind, on in zip(SURFACE_KINDS, kinds, strict=True)
+    }
 
 
 def pairwise_accuracy(truth: list[float], predicted: list[float], margin: float = 0.2) -> tuple[float, int]:
@@ -446,10 +474,11 @@ def main() -> None:
     parser.add_argument(
         "--flow-error", action="store_true", help="also read the flow's error on the background, layers and objects"
     )
+    parser.add_argument("--true-flow", action="store_true", help="decouple the rendered flow instead of the backend's")
     args = parser.parse_args()
     truth = prepare_cache(args.cache, args.seed)
     started = time.perf_counter()
-    rows = annotate(args.cache, args.seed, truth, args.set, args.oracle, args.flow_error)
+    rows = annotate(args.cache, args.seed, truth, args.set, Readings(args.oracle, args.flow_error, args.true_flow))
     print(f"seed {args.seed}: {len(rows)} clips annotated in {time.perf_counter() - started:.0f} s")
     if args.save:
         args.save.write_text(json.dumps(rows))
