@@ -268,8 +268,8 @@ class SceneRenderer:
 
     def _surface_warps(self, start: float, end: float, width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per surface (as ``surfaces`` numbers them), its frame-to-texture maps at ``start`` and ``end``."""
-        origin = self.canvas_origins[0]
-        warps = [tuple(self._inverse_warp(t, width, height, (0.0, 0.0), origin) for t in (start, end))]
+        background = self.canvas_origins[0]
+        warps = [tuple(self._inverse_warp(t, width, height, (0.0, 0.0), background) for t in (start, end))]
         warps += [
             tuple(self._inverse_warp(t, width, height, (0.0, 0.0), origin, layer.depth) for t in (start, end))
             for layer, origin in zip(self.scene.layers, self.canvas_origins[1:], strict=True)
