@@ -82,6 +82,19 @@ class Scene:
             return "tilt_down" if vy > 0 else "tilt_up"
         return "complex"
 
+    def objects_move_as_parallax(self, slope: float) -> bool:
+        """Whether the camera translates past nearer layers and every object moves, against the background, within
+        ``slope`` (across its heading over along it) of the way the scenery moves on screen, the way nearer still
+        scenery's parallax runs: at constant velocities, in any two frames, such an object is still scenery nearer
+        than the background, and the flow alone cannot tell it from that (benchmarks/decouple.py reports the
+        scenes apart)."""
+        scenery = -np.asarray(self.pan, np.float64)  # the background moves against the camera on screen
+        if not self.layers or not self.objects or not scenery.any():
+            return False
+        hx, hy = scenery / np.linalg.norm(scenery)
+        velocities = [obj.velocity for obj in self.objects]
+        return all(abs(hx * vy - hy * vx) < slope * (hx * vx + hy * vy) for vx, vy in velocities)
+
 
 def noise_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Band-limited multi-octave colour noise: rich texture for flow, no detail finer than the render can show."""

@@ -72,6 +72,24 @@ def test_a_pan_a_little_off_the_horizontal_is_still_a_pan(pan, label):
     assert Scene(seed=1, pan=pan).camera_type == label
 
 
+@pytest.mark.parametrize(
+    "pan, velocities, layered, moves_as_parallax",
+    [
+        ((12.0, 0.0), [(-6.0, 2.0)], True, True),  # 18 degrees off the scenery's way: nearly a layer at depth 2/3
+        ((12.0, 0.0), [(-6.0, 4.0)], True, False),  # 34 degrees off: across the epipolar lines
+        ((12.0, 0.0), [(6.0, 0.0)], True, False),  # the camera's way: slower than the farthest surface, no scenery
+        ((0.0, -9.0), [(1.0, 7.0), (-2.0, 12.0)], True, True),  # a tilt; both objects as parallax
+        ((0.0, -9.0), [(1.0, 7.0), (7.0, 0.0)], True, False),  # one of two across
+        ((12.0, 0.0), [(-6.0, 2.0)], False, False),  # no nearer scenery to take it for
+        ((0.0, 0.0), [(-6.0, 2.0)], True, False),  # no translation, no parallax
+    ],
+)
+def test_objects_heading_the_way_the_scenery_moves_move_as_parallax(pan, velocities, layered, moves_as_parallax):
+    objects = tuple(SceneObject((0.5, 0.5), 0.1, velocity) for velocity in velocities)
+    layers = (DepthLayer(0.6, 0.2),) if layered else ()
+    assert Scene(seed=1, pan=pan, objects=objects, layers=layers).objects_move_as_parallax(0.5) is moves_as_parallax
+
+
 def test_the_true_flow_moves_each_surface_by_its_depth_and_its_own_velocity():
     """A pan moves the background by the pan, a layer at half the depth twice as far, an object by its velocity less
     the pan (px = %diag x the frame's px per unit)."""
