@@ -1,6 +1,6 @@
 """Accuracy of camera vs object motion on synthetic clips with known motion, under what real video does to them.
 
-    python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0] [--save run.json] [--against old.json]
+    python benchmarks/decouple.py --cache /tmp/decouple-bench [--seed 0 | 0-12] [--save run.json] [--against old.json]
         [--oracle] [--flow-error] [--true-flow]
 
 A set of scenes (seed 0: the tuning set; seed 1 and up: held out, never tuned on) crosses camera motion
@@ -292,7 +292,7 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], re
         if readings.flow_error:
             measured["flow_error"] = flow_error_by_surface(clip, renderer)
         along = scene.objects_move_as_parallax(PARALLAX_SLOPE)
-        rows.append(row | {"along_lines": along, "measured": measured})
+        rows.append(row | {"seed": seed, "along_lines": along, "measured": measured})
     return rows
 
 
@@ -392,14 +392,22 @@ def near_truth(row: dict) -> bool:
     return measured < STILL_OBJECT_MOTION if truth == 0 else abs(measured - truth) <= NEAR_SHARE * truth
 
 
-def condition_figures(rows: list[dict], along_lines: set[tuple[str, str]]) -> dict[str, float]:
-    """Object / camera pair accuracy, camera_type accuracy, the largest object_motion of a still scene, the share
-    of clips whose object_motion is near the truth, and object pair accuracy without the ``along_lines`` clips
-    (condition, scene): those whose objects move as nearer still scenery would (Scene.objects_move_as_parallax)."""
-    figures = {}
+Clip = tuple[int, str, str]  # seed, condition, scene
+
+
+def clip_of(row: dict) -> Clip:
+    return row["seed"], row["condition"], row["scene"]
+
+
+def condition_figures(rows: list[dict], along_lines: set[Clip]) -> dict[str, float]:
+    """Over one seed's clips of a condition: object / camera pair accuracy, camera_type accuracy, the largest
+    object_motion of a still scene, the share of clips whose object_motion is near the truth, object pair accuracy
+    without the ``along_lines`` clips (those whose objects move as nearer still scenery would:
+    Scene.objects_move_as_parallax), and the number of clips."""
+    figures = {"clips": float(len(rows))}
     for field in ("object_motion", "camera_motion"):
         figures[field], _ = pairwise_accuracy([r[field] for r in rows], [r["measured"][field] for r in rows])
-    apart = [r for r in rows if (r["condition"], r["scene"]) not in along_lines]
+    apart = [r for r in rows if clip_of(r) not in along_lines]
     figures["object_off_lines"], _ = pairwise_accuracy(
         [r["object_motion"] for r in apart], [r["measured"]["object_motion"] for r in apart]
     )
@@ -428,39 +436,81 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
     return figures
 
 
+def by_seed(rows: list[dict]) -> list[list[dict]]:
+    """The rows of each seed, in seed order: pair accuracy compares the clips of one seed's scenes."""
+    seeds = sorted({row["seed"] for row in rows})
+    return [[row for row in rows if row["seed"] == seed] for seed in seeds]
+
+
+def summary_cells(per_seed: list[dict[str, float]]) -> list[str]:
+    """One condition's figures as table cells (FIGURE_LABELS' order): one seed's as they are; over several, object
+    pair accuracy as its range and mean, near as clips near of clips, camera pair accuracy at its lowest, camera_type
+    accuracy as a mean, the largest still reading."""
+    if len(per_seed) == 1:
+        return [f"{per_seed[0][key]:.2f}" for key in FIGURE_KEYS]
+
+    def spread(key: str) -> str:
+        values = [figures[key] for figures in per_seed]
+        return f"{min(values):.2f}-{max(values):.2f} {np.mean(values):.3f}"
+
+    near = sum(round(f["near_object"] * f["clips"]) for f in per_seed)
+    return [
+        spread("object_motion"),
+        f"{min(f['camera_motion'] for f in per_seed):.2f}",
+        f"{np.mean([f['camera_type'] for f in per_seed]):.2f}",
+        f"{max(f['still_max'] for f in per_seed):.2f}",
+        f"{near}/{round(sum(f['clips'] for f in per_seed))}",
+        spread("object_off_lines"),
+    ]
+
+
+FIGURE_LABELS = ("obj", "cam", "type", "still", "near", "off")
+FIGURE_KEYS = ("object_motion", "camera_motion", "camera_type", "still_max", "near_object", "object_off_lines")
+
+
 def report(rows: list[dict], against: list[dict] | None) -> None:
     runs = {"now": rows} | ({"before": against} if against else {})
-    labels = ("obj", "cam", "type", "still", "near", "off")
-    print(f"{'condition':<15}" + "".join(f"{label + ' ' + run:>13}" for label in labels for run in runs))
-    along_lines = {(r["condition"], r["scene"]) for r in rows if r["along_lines"]}  # the scenes' truth, as now
+    width = 13 if len(by_seed(rows)) == 1 else 20
+    print(f"{'condition':<19}" + "".join(f"{label + ' ' + run:>{width}}" for label in FIGURE_LABELS for run in runs))
+    along_lines = {clip_of(r) for r in rows if r["along_lines"]}  # the scenes' truth, as now
     for condition in CONDITIONS:
-        figures = [
-            condition_figures([r for r in run if r["condition"] == condition.name], along_lines)
+        cells = [
+            summary_cells([condition_figures(chosen, along_lines) for chosen in by_seed(of_condition(run, condition))])
             for run in runs.values()
         ]
-        keys = ("object_motion", "camera_motion", "camera_type", "still_max", "near_object", "object_off_lines")
-        print(f"{condition.name:<15}" + "".join(f"{f[key]:>13.2f}" for key in keys for f in figures))
+        print(f"{condition.name:<19}" + "".join(f"{run_cells[i]:>{width}}" for i in range(6) for run_cells in cells))
     print(
         f"off: object pair accuracy without the {len(along_lines)} clips whose objects all move as nearer still "
         "scenery would under the camera's translation (no rule on the flow tells them from it)"
     )
     if "oracle_object_motion" in rows[0]["measured"]:
-        print(f"\n{'condition':<15}{'obj now':>13}{'true masks':>13}   object pair accuracy; over the true masks")
+        print(f"\n{'condition':<19}{'obj now':>13}{'true masks':>13}   object pair accuracy; over the true masks")
         for condition in CONDITIONS:
-            chosen = [r for r in rows if r["condition"] == condition.name]
-            truth = [r["object_motion"] for r in chosen]
-            now, _ = pairwise_accuracy(truth, [r["measured"]["object_motion"] for r in chosen])
-            masks, _ = pairwise_accuracy(truth, [r["measured"]["oracle_object_motion"] for r in chosen])
-            print(f"{condition.name:<15}{now:>13.2f}{masks:>13.2f}")
+            accuracies = []
+            for chosen in by_seed(of_condition(rows, condition)):
+                truth = [r["object_motion"] for r in chosen]
+                now, _ = pairwise_accuracy(truth, [r["measured"]["object_motion"] for r in chosen])
+                masks, _ = pairwise_accuracy(truth, [r["measured"]["oracle_object_motion"] for r in chosen])
+                accuracies.append((now, masks))
+            now, masks = np.mean(accuracies, axis=0)
+            print(f"{condition.name:<19}{now:>13.2f}{masks:>13.2f}")
     if "flow_error" in rows[0]["measured"]:
-        print(f"\n{'condition':<15}" + "".join(f"{kind:>13}" for kind in SURFACE_KINDS) + "   median flow error, px")
+        print(f"\n{'condition':<19}" + "".join(f"{kind:>13}" for kind in SURFACE_KINDS) + "   median flow error, px")
         for condition in CONDITIONS:
-            chosen = [r["measured"]["flow_error"] for r in rows if r["condition"] == condition.name]
+            chosen = [r["measured"]["flow_error"] for r in of_condition(rows, condition)]
             cells = [[c[kind] for c in chosen if c[kind] is not None] for kind in SURFACE_KINDS]
-            print(f"{condition.name:<15}" + "".join(f"{np.mean(c):>13.2f}" if c else f"{'-':>13}" for c in cells))
+            print(f"{condition.name:<19}" + "".join(f"{np.mean(c):>13.2f}" if c else f"{'-':>13}" for c in cells))
     for name, run in runs.items():
-        for family, (share, worst) in invariance_figures(run).items():
-            print(f"{name}: object_motion across {family}: {share:.0%} of scenes within 10%, worst {worst:.0%}")
+        per_seed = [invariance_figures(chosen) for chosen in by_seed(run)]
+        for family in INVARIANCE:
+            shares = [figures[family][0] for figures in per_seed]
+            worst = max(figures[family][1] for figures in per_seed)
+            share = f"{shares[0]:.0%}" if len(shares) == 1 else f"{min(shares):.0%}-{max(shares):.0%} (a seed's)"
+            print(f"{name}: object_motion across {family}: {share} of scenes within 10%, worst {worst:.0%}")
+
+
+def of_condition(rows: list[dict], condition: Condition) -> list[dict]:
+    return [r for r in rows if r["condition"] == condition.name]
 
 
 def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
@@ -469,35 +519,69 @@ def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
     def error(row: dict) -> float:
         return abs(math.log((row["measured"]["object_motion"] + 0.5) / (row["object_motion"] + 0.5)))
 
-    print(f"\n{'worst object_motion':<40}{'obj gt':>8}{'obj':>8}{'cam gt':>8}{'cam':>8}  type")
+    print(f"\n{'worst object_motion (seed, clip)':<44}{'obj gt':>8}{'obj':>8}{'cam gt':>8}{'cam':>8}  type")
     for row in sorted(rows, key=error, reverse=True)[:count]:
         m = row["measured"]
         print(
-            f"{row['clip']:<40}{row['object_motion']:8.2f}{m['object_motion']:8.2f}{row['camera_motion']:8.2f}"
+            f"{row['seed']:>3} {row['clip']:<40}{row['object_motion']:8.2f}{m['object_motion']:8.2f}"
+            f"{row['camera_motion']:8.2f}"
             f"{m['camera_motion']:8.2f}  {row['camera_type']} -> {m['camera_type']}"
         )
+
+
+def seed_list(spec: str) -> list[int]:
+    """``--seed``'s value: one seed (``3``), a range (``0-12``) or a list (``1,4,7``)."""
+    seeds = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        try:
+            seeds += range(int(first), int(last or first) + 1)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds are a number, a range A-B or a list A,B; not {spec!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{spec!r} names no seed")
+    return sorted(set(seeds))
+
+
+def saved_rows(path: Path, seeds: list[int]) -> list[dict]:
+    """A saved run's rows; a run saved before rows named their seed is the one seed of this run."""
+    rows = json.loads(path.read_text())
+    if all("seed" in row for row in rows):
+        return rows
+    if len(seeds) > 1:
+        raise SystemExit(f"{path} was saved without seeds: compare it against a run of one seed")
+    return [row | {"seed": seeds[0]} for row in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="rendered clips and truth, reused across runs")
-    parser.add_argument("--seed", type=int, default=0, help="0: the tuning set; 1 and up: held out")
+    parser.add_argument(
+        "--seed",
+        type=seed_list,
+        default=[0],
+        help="0: the tuning set; 1 and up: held out. A range (0-12) or list (1,3) runs several and reports each "
+        "condition over them: pair accuracy's range and mean, clips near the truth, the largest still reading",
+    )
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. flow.dis_preset=fast")
     parser.add_argument("--save", type=Path, help="write the rows (truth and measured) as JSON")
-    parser.add_argument("--against", type=Path, help="a saved run to print beside this one")
+    parser.add_argument("--against", type=Path, help="a saved run (the same seeds) to print beside this one")
     parser.add_argument("--oracle", action="store_true", help="also read object_motion over the true object masks")
     parser.add_argument(
         "--flow-error", action="store_true", help="also read the flow's error on the background, layers and objects"
     )
     parser.add_argument("--true-flow", action="store_true", help="decouple the rendered flow instead of the backend's")
     args = parser.parse_args()
-    truth = prepare_cache(args.cache, args.seed)
-    started = time.perf_counter()
-    rows = annotate(args.cache, args.seed, truth, args.set, Readings(args.oracle, args.flow_error, args.true_flow))
-    print(f"seed {args.seed}: {len(rows)} clips annotated in {time.perf_counter() - started:.0f} s")
+    readings = Readings(args.oracle, args.flow_error, args.true_flow)
+    rows = []
+    for seed in args.seed:
+        truth = prepare_cache(args.cache, seed)
+        started = time.perf_counter()
+        rows += annotate(args.cache, seed, truth, args.set, readings)
+        print(f"seed {seed}: {len(truth)} clips annotated in {time.perf_counter() - started:.0f} s")
     if args.save:
         args.save.write_text(json.dumps(rows))
-    report(rows, json.loads(args.against.read_text()) if args.against else None)
+    report(rows, saved_rows(args.against, args.seed) if args.against else None)
     worst_clips(rows)
 
 
