@@ -396,6 +396,7 @@ Clip = tuple[int, str, str]  # seed, condition, scene
 
 
 def clip_of(row: dict) -> Clip:
+    """A row's clip across seeds: a scene name is one seed's."""
     return row["seed"], row["condition"], row["scene"]
 
 
@@ -434,6 +435,10 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
             deviations.append(worst)
         figures[family] = (float(np.mean(np.array(deviations) <= 0.1)), float(np.max(deviations)))
     return figures
+
+
+def of_condition(rows: list[dict], condition: Condition) -> list[dict]:
+    return [r for r in rows if r["condition"] == condition.name]
 
 
 def by_seed(rows: list[dict]) -> list[list[dict]]:
@@ -478,7 +483,10 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
             summary_cells([condition_figures(chosen, along_lines) for chosen in by_seed(of_condition(run, condition))])
             for run in runs.values()
         ]
-        print(f"{condition.name:<19}" + "".join(f"{run_cells[i]:>{width}}" for i in range(6) for run_cells in cells))
+        print(
+            f"{condition.name:<19}"
+            + "".join(f"{cell:>{width}}" for column in zip(*cells, strict=True) for cell in column)
+        )
     print(
         f"off: object pair accuracy without the {len(along_lines)} clips whose objects all move as nearer still "
         "scenery would under the camera's translation (no rule on the flow tells them from it)"
@@ -509,10 +517,6 @@ def report(rows: list[dict], against: list[dict] | None) -> None:
             print(f"{name}: object_motion across {family}: {share} of scenes within 10%, worst {worst:.0%}")
 
 
-def of_condition(rows: list[dict], condition: Condition) -> list[dict]:
-    return [r for r in rows if r["condition"] == condition.name]
-
-
 def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
     """The clips whose object_motion is furthest from the truth (log ratio), for reading failures."""
 
@@ -524,8 +528,7 @@ def worst_clips(rows: Iterable[dict], count: int = 12) -> None:
         m = row["measured"]
         print(
             f"{row['seed']:>3} {row['clip']:<40}{row['object_motion']:8.2f}{m['object_motion']:8.2f}"
-            f"{row['camera_motion']:8.2f}"
-            f"{m['camera_motion']:8.2f}  {row['camera_type']} -> {m['camera_type']}"
+            f"{row['camera_motion']:8.2f}{m['camera_motion']:8.2f}  {row['camera_type']} -> {m['camera_type']}"
         )
 
 
@@ -544,13 +547,17 @@ def seed_list(spec: str) -> list[int]:
 
 
 def saved_rows(path: Path, seeds: list[int]) -> list[dict]:
-    """A saved run's rows; a run saved before rows named their seed is the one seed of this run."""
+    """A saved run's rows of this run's ``seeds`` (each must be there); a run saved before rows named their seed is
+    the one seed of this run."""
     rows = json.loads(path.read_text())
-    if all("seed" in row for row in rows):
-        return rows
-    if len(seeds) > 1:
-        raise SystemExit(f"{path} was saved without seeds: compare it against a run of one seed")
-    return [row | {"seed": seeds[0]} for row in rows]
+    if not all("seed" in row for row in rows):
+        if len(seeds) > 1:
+            raise SystemExit(f"{path} was saved without seeds: compare it against a run of one seed")
+        return [row | {"seed": seeds[0]} for row in rows]
+    missing = set(seeds) - {row["seed"] for row in rows}
+    if missing:
+        raise SystemExit(f"{path} has no rows of seeds {sorted(missing)}")
+    return [row for row in rows if row["seed"] in seeds]
 
 
 def main() -> None:

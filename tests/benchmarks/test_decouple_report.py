@@ -53,6 +53,14 @@ def test_several_seeds_report_the_range_and_mean_and_count_clips_near():
     assert bench.summary_cells(per_seed[:1]) == ["1.00", "1.00", "1.00", "0.00", "1.00", "1.00"]
 
 
+def test_a_saved_run_is_compared_over_this_run_s_seeds(tmp_path):
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps([row(seed, "a", 0.0, 0.0) for seed in (0, 1, 2)]))
+    assert [r["seed"] for r in bench.saved_rows(saved, [1, 2])] == [1, 2]
+    with pytest.raises(SystemExit):
+        bench.saved_rows(saved, [2, 3])
+
+
 def test_a_run_saved_without_seeds_compares_against_one_seed_only(tmp_path):
     saved = tmp_path / "old.json"
     saved.write_text(json.dumps([{k: v for k, v in row(0, "a", 0.0, 0.0).items() if k != "seed"}]))
