@@ -437,6 +437,11 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
     return figures
 
 
+# the report's columns, and the figures (condition_figures) they show
+FIGURE_LABELS = ("obj", "cam", "type", "still", "near", "off")
+FIGURE_KEYS = ("object_motion", "camera_motion", "camera_type", "still_max", "near_object", "object_off_lines")
+
+
 def of_condition(rows: list[dict], condition: Condition) -> list[dict]:
     return [r for r in rows if r["condition"] == condition.name]
 
@@ -449,8 +454,8 @@ def by_seed(rows: list[dict]) -> list[list[dict]]:
 
 def summary_cells(per_seed: list[dict[str, float]]) -> list[str]:
     """One condition's figures as table cells (FIGURE_LABELS' order): one seed's as they are; over several, object
-    pair accuracy as its range and mean, near as clips near of clips, camera pair accuracy at its lowest, camera_type
-    accuracy as a mean, the largest still reading."""
+    pair accuracy as its range and mean, camera pair accuracy at its lowest, camera_type accuracy as a mean, the
+    largest still reading, clips near of clips, and ``off`` as its range and mean."""
     if len(per_seed) == 1:
         return [f"{per_seed[0][key]:.2f}" for key in FIGURE_KEYS]
 
@@ -467,10 +472,6 @@ def summary_cells(per_seed: list[dict[str, float]]) -> list[str]:
         f"{near}/{round(sum(f['clips'] for f in per_seed))}",
         spread("object_off_lines"),
     ]
-
-
-FIGURE_LABELS = ("obj", "cam", "type", "still", "near", "off")
-FIGURE_KEYS = ("object_motion", "camera_motion", "camera_type", "still_max", "near_object", "object_off_lines")
 
 
 def report(rows: list[dict], against: list[dict] | None) -> None:
