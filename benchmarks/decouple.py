@@ -404,8 +404,8 @@ def condition_figures(rows: list[dict], along_lines: set[Clip]) -> dict[str, flo
     """Over one seed's clips of a condition: object / camera pair accuracy, camera_type accuracy, the largest
     object_motion of a still scene, the share of clips whose object_motion is near the truth, object pair accuracy
     without the ``along_lines`` clips (those whose objects move as nearer still scenery would:
-    Scene.objects_move_as_parallax), and the number of clips."""
-    figures = {"clips": float(len(rows))}
+    Scene.objects_move_as_parallax), and how many clips there are and how many of them are near."""
+    figures = {"clips": float(len(rows)), "near_clips": float(sum(map(near_truth, rows)))}
     for field in ("object_motion", "camera_motion"):
         figures[field], _ = pairwise_accuracy([r[field] for r in rows], [r["measured"][field] for r in rows])
     apart = [r for r in rows if clip_of(r) not in along_lines]
@@ -415,7 +415,6 @@ def condition_figures(rows: list[dict], along_lines: set[Clip]) -> dict[str, flo
     figures["camera_type"] = float(np.mean([r["camera_type"] == r["measured"]["camera_type"] for r in rows]))
     still = [r["measured"]["object_motion"] for r in rows if r["object_motion"] == 0]
     figures["still_max"] = max(still, default=0.0)
-    figures["near_object"] = float(np.mean([near_truth(r) for r in rows]))
     return figures
 
 
@@ -437,9 +436,7 @@ def invariance_figures(rows: list[dict]) -> dict[str, tuple[float, float]]:
     return figures
 
 
-# the report's columns, and the figures (condition_figures) they show
-FIGURE_LABELS = ("obj", "cam", "type", "still", "near", "off")
-FIGURE_KEYS = ("object_motion", "camera_motion", "camera_type", "still_max", "near_object", "object_off_lines")
+FIGURE_LABELS = ("obj", "cam", "type", "still", "near", "off")  # the report's columns
 
 
 def of_condition(rows: list[dict], condition: Condition) -> list[dict]:
@@ -457,19 +454,22 @@ def summary_cells(per_seed: list[dict[str, float]]) -> list[str]:
     pair accuracy as its range and mean, camera pair accuracy at its lowest, camera_type accuracy as a mean, the
     largest still reading, clips near of clips, and ``off`` as its range and mean."""
     if len(per_seed) == 1:
-        return [f"{per_seed[0][key]:.2f}" for key in FIGURE_KEYS]
+        (figures,) = per_seed
+        near = figures["near_clips"] / max(figures["clips"], 1.0)
+        shown = ("object_motion", "camera_motion", "camera_type", "still_max")
+        return [f"{figures[key]:.2f}" for key in shown] + [f"{near:.2f}", f"{figures['object_off_lines']:.2f}"]
 
     def spread(key: str) -> str:
         values = [figures[key] for figures in per_seed]
         return f"{min(values):.2f}-{max(values):.2f} {np.mean(values):.3f}"
 
-    near = sum(round(f["near_object"] * f["clips"]) for f in per_seed)
+    near = sum(f["near_clips"] for f in per_seed)
     return [
         spread("object_motion"),
         f"{min(f['camera_motion'] for f in per_seed):.2f}",
         f"{np.mean([f['camera_type'] for f in per_seed]):.2f}",
         f"{max(f['still_max'] for f in per_seed):.2f}",
-        f"{near}/{round(sum(f['clips'] for f in per_seed))}",
+        f"{near:.0f}/{sum(f['clips'] for f in per_seed):.0f}",
         spread("object_off_lines"),
     ]
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from motionpipe.stages.residual_motion import along_and_across, unit
+
 TEXTURE_PX_PER_UNIT = 8.0  # texture oversampling: 800 px per frame diagonal
 FINEST_TEXTURE_UNITS = 1.0  # smallest texture detail, in %diag (4 px at 320x240)
 ALPHA_WARP = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # how coverage (alpha) maps are warped into a frame
@@ -91,9 +93,8 @@ class Scene:
         scenery = -np.asarray(self.pan, np.float64)  # the background moves against the camera on screen
         if not self.layers or not self.objects or not scenery.any():
             return False
-        hx, hy = scenery / np.linalg.norm(scenery)
-        velocities = [obj.velocity for obj in self.objects]
-        return all(abs(hx * vy - hy * vx) < slope * (hx * vx + hy * vy) for vx, vy in velocities)
+        along, across = along_and_across(np.array([obj.velocity for obj in self.objects]), unit(scenery))
+        return bool(np.all(across < slope * along))
 
 
 def noise_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
