@@ -281,7 +281,7 @@ def annotate(cache: Path, seed: int, truth: list[dict], overrides: list[str], re
         clip = ClipRecord(row["clip"], "benchmark", {"mp4": payload}, {"mp4": f"{row['clip']}.mp4"})
         for stage in stages:
             if readings.true_flow and stage.name == "decouple":
-                forward, seen = true_pair_flows(clip, renderer)
+                forward, seen = renderer.pair_flows(clip.video)
                 clip.motion = replace(clip.motion, pair_forward=forward, pair_consistent=seen)
             stage.process([clip])
         if not clip.ok:
@@ -328,24 +328,6 @@ def oracle_object_motion(clip: ClipRecord, renderer: SceneRenderer) -> float:
 SURFACE_KINDS = ("background", "layers", "objects")
 
 
-def true_pair_flows(clip: ClipRecord, renderer: SceneRenderer) -> tuple[np.ndarray, np.ndarray]:
-    """The clip's measuring pairs' rendered flow (``SceneRenderer.true_flow``) at the measuring size, in half-size px
-    as the flow stage gives it, and the pixels whose surface stays in view: ``float32[P, h, w, 2]``,
-    ``bool[P, h, w]``."""
-    from motionpipe.stages.measuring_size import field_at_measuring_size, mask_at_measuring_size
-
-    height, width = clip.video.frames.shape[1:3]  # the processing size, which the measuring size halves
-    times = clip.video.times_s
-    flows, seen = zip(
-        *(
-            renderer.true_flow(times[first], times[second], width, height)
-            for first, second in clip.video.pairs.tolist()
-        ),
-        strict=True,
-    )
-    return field_at_measuring_size(np.stack(flows)), mask_at_measuring_size(np.stack(seen))
-
-
 def flow_error_by_surface(clip: ClipRecord, renderer: SceneRenderer) -> dict[str, float | None]:
     """The measuring pairs' flow against the rendered truth: per kind of surface (the background, the nearer layers,
     the objects), the median endpoint error in measuring px over the pixels whose surface stays in view, all pairs
@@ -355,7 +337,7 @@ def flow_error_by_surface(clip: ClipRecord, renderer: SceneRenderer) -> dict[str
     from motionpipe.stages.measuring_size import mask_at_measuring_size
 
     height, width = clip.video.frames.shape[1:3]
-    truth, seen = true_pair_flows(clip, renderer)
+    truth, seen = renderer.pair_flows(clip.video)
     errors = np.sqrt(squared_length(clip.motion.pair_forward - truth))
     surfaces = mask_at_measuring_size(
         np.stack(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from motionpipe.stages.base import DecodedVideo
+from motionpipe.stages.measuring_size import field_at_measuring_size, mask_at_measuring_size
 from motionpipe.stages.residual_motion import along_and_across, unit
 
 TEXTURE_PX_PER_UNIT = 8.0  # texture oversampling: 800 px per frame diagonal
@@ -200,8 +202,11 @@ class SceneRenderer:
             image: np.ndarray, world_origin: tuple[float, float], image_origin: tuple[float, float], depth: float = 1.0
         ) -> np.ndarray:
             return cv2.warpAffine(
-                image, self._inverse_warp(t, width, height, world_origin, image_origin, depth), (width, height),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                image,
+                self._inverse_warp(t, width, height, world_origin, image_origin, depth),
+                (width, height),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
             )
 
         def over(below: np.ndarray, rgba: np.ndarray) -> np.ndarray:
@@ -306,6 +311,20 @@ class SceneRenderer:
         """The frame-to-sprite map of an object at time ``t`` (the sprite centred on the object)."""
         half = sprite.shape[0] / 2
         return self._inverse_warp(t, width, height, self.object_centre(obj, t), (half, half))
+
+    def pair_flows(self, video: DecodedVideo) -> tuple[np.ndarray, np.ndarray]:
+        """A decoded clip's measuring pairs' rendered flow (``true_flow``) at the measuring size, in half-size px as
+        the flow stage gives it, and the pixels whose surface stays in view: ``float32[P, h, w, 2]``,
+        ``bool[P, h, w]``: what the decoupling reads given a perfect flow."""
+        width, height = video.size  # the processing size, which the measuring size halves
+        flows, seen = zip(
+            *(
+                self.true_flow(video.times_s[first], video.times_s[second], width, height)
+                for first, second in video.pairs
+            ),
+            strict=True,
+        )
+        return field_at_measuring_size(np.stack(flows)), mask_at_measuring_size(np.stack(seen))
 
     def render(self, width: int, height: int, fps: float, num_frames: int) -> np.ndarray:
         """``uint8[T, H, W, 3]`` frames at times ``i / fps``."""

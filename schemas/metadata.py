@@ -78,7 +78,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("camera_backend", pa.string(), "Camera model: 'homography:usac' (RANSAC homography per pair)."),
     Column("segment_backend", pa.string(), "Object masks: 'motion_regions' (built in) or 'sam2:CONFIG'."),
     Column(
-        "camera_motion", pa.float32(), "Mean speed the camera model gives the frame, averaged over pairs.", SPEED_UNIT
+        "camera_motion",
+        pa.float32(),
+        "Mean image speed of the still scene, averaged over pairs: the camera model's over the frame, plus (camera "
+        "moving) the still pixels' mean excess over it (parallax).",
+        SPEED_UNIT,
     ),
     Column(
         "object_motion",
