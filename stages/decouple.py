@@ -15,7 +15,9 @@ out (flow smoothed past an object's edges moves a halo of still background with 
 by its pixels. Within a region the median, as a few pixels of wrong flow would drag a mean; across regions the mean,
 as a median over all pixels jumps from one object's speed to the other's when their areas come near (benchmark
 seed 1's static-two, objects of 6.8 and 18.3 %diag/s whose areas differ by 13%, read 6.9). A pan over a still scene
-reads zero object motion; an object the camera follows reads its speed relative to the scene.
+reads zero object motion; an object the camera follows reads its speed relative to the scene. camera_motion is the
+still scene's mean image speed: the homography's over the frame, plus, when the camera moves, the mean excess of the
+still pixels' own flow speed over it (nearer scenery's parallax; ``still_scene_excess``).
 """
 
 from __future__ import annotations
