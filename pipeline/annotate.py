@@ -18,7 +18,15 @@ from motionpipe.pipeline.shard_runner import Progress, RunIdentity, ShardSummary
 from motionpipe.schemas.metadata import SCHEMA_VERSION
 
 RECORDED_PACKAGES = (
-    "motionpipe", "numpy", "opencv-python-headless", "decord", "av", "pyarrow", "ray", "torch", "torchvision",
+    "motionpipe",
+    "numpy",
+    "opencv-python-headless",
+    "decord",
+    "av",
+    "pyarrow",
+    "ray",
+    "torch",
+    "torchvision",
     "webdataset",
 )
 

@@ -267,8 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the input shards from this folder by name, when they moved since annotation",
     )
     select.add_argument(
-        "--maxcount", type=int, default=0, help="with --shards: reshard into shards of this many clips (default: one "
-        "output shard per input shard, same names)"
+        "--maxcount",
+        type=int,
+        default=0,
+        help="with --shards: reshard into shards of this many clips (default: one "
+        "output shard per input shard, same names)",
     )
     select.add_argument("--overwrite", action="store_true", help="replace an earlier selection in TO")
 
@@ -298,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--lora-rank", type=int, default=0, help="with --model: LoRA rank (default 0: fine-tune the whole UNet)"
     )
     diffusion.add_argument(
-        "--replicas", type=int, default=0, help="data-parallel Ray Train workers (default 0: train in this process); "
-        "--out must be seen by all"
+        "--replicas",
+        type=int,
+        default=0,
+        help="data-parallel Ray Train workers (default 0: train in this process); --out must be seen by all",
     )
     diffusion.add_argument("--gpu", action="store_true", help="with --replicas: one GPU per worker")
     diffusion.add_argument("--address", help="with --replicas: Ray cluster to join (default: start a local one)")

@@ -31,9 +31,7 @@ def video_files(folder: str | Path) -> list[Path]:
     return sorted(
         path
         for path in root.rglob("*")
-        if is_video(path)
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        if is_video(path) and path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
 
 

@@ -57,7 +57,10 @@ def make_scene(index: int, rng: np.random.Generator, spec: SampleSpec) -> Scene:
     objects_kind = OBJECT_MOTIONS[(index // len(CAMERA_MOTIONS)) % len(OBJECT_MOTIONS)]
     speed = float(rng.uniform(*PAN_SPEED_RANGE))
     pan = {
-        "pan_left": (-speed, 0.0), "pan_right": (speed, 0.0), "tilt_up": (0.0, -speed), "tilt_down": (0.0, speed),
+        "pan_left": (-speed, 0.0),
+        "pan_right": (speed, 0.0),
+        "tilt_up": (0.0, -speed),
+        "tilt_down": (0.0, speed),
     }.get(camera, (0.0, 0.0))
     zoom = {"zoom_in": 1.0, "zoom_out": -1.0}.get(camera, 0.0) * float(rng.uniform(*ZOOM_RATE_RANGE))
     ranges = {

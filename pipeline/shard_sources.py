@@ -168,6 +168,8 @@ def _list_fsspec(location: str) -> list[str]:
     if not filesystem.isfile(path):
         raise FileNotFoundError(f"input {location} does not exist")
     return [location]
+
+
 def _list_url(location: str) -> list[str]:
     from pyarrow import fs
 

@@ -40,7 +40,11 @@ def train_estimator_on_ray(
 
     def settings() -> dict[str, Any]:  # the clips go to the object store once
         return {
-            "data": ray.put(data), "out_dir": str(out), "config": config, "pairs_file": pairs_file, "resume": resume
+            "data": ray.put(data),
+            "out_dir": str(out),
+            "config": config,
+            "pairs_file": pairs_file,
+            "resume": resume,
         }
 
     return fit_on_ray(_train_worker, settings, "train-estimator", out, workers, use_gpu, address)

@@ -26,11 +26,17 @@ class ConditionArray:
 CONDITION_ARRAYS: tuple[ConditionArray, ...] = (
     ConditionArray("proc_size", "(always)", "int32", "[2]", "processing (width, height) in px"),
     ConditionArray(
-        "motion_mask", "motion_mask", "bool", "[H, W]",
+        "motion_mask",
+        "motion_mask",
+        "bool",
+        "[H, W]",
         "MotionPro motion mask: mean speed over the measuring pairs > flow.mask_threshold (%diag/s)",
     ),
     ConditionArray(
-        "heatmap", "heatmap", "uint8", "[T', H', W']",
+        "heatmap",
+        "heatmap",
+        "uint8",
+        "[T', H', W']",
         "MotiF heatmap, 255 * sigmoid(100 (x - 0.05)), x = speed / max(clip peak speed, heatmap_floor), "
         "area-pooled by heatmap_temporal and heatmap_spatial",
     ),
@@ -39,13 +45,19 @@ CONDITION_ARRAYS: tuple[ConditionArray, ...] = (
         "dense_visibility", "dense_tracks", "bool", "[T, h, w]", "track still visible at sample i (cumulative)"
     ),
     ConditionArray(
-        "region_flow", "region_trajectories", "float16", "[T, 2, h, w]",
+        "region_flow",
+        "region_trajectories",
+        "float16",
+        "[T, 2, h, w]",
         "MotionPro: f(0->i) * M_g, zero where a track is ever occluded",
     ),
     ConditionArray("global_visibility", "region_trajectories", "bool", "[h, w]", "M_g = prod_i M^i"),
     ConditionArray("region_grid", "region_trajectories", "int32", "[]", "k of the k x k region grid"),
     ConditionArray(
-        "sparse_tracks", "sparse_tracks", "float16", "[N, T, 2]",
+        "sparse_tracks",
+        "sparse_tracks",
+        "float16",
+        "[N, T, 2]",
         "(x, y) px of N points over the samples; N <= conditions.sparse_points, points where motion is high, "
         "one per grid cell, ordered by travel",
     ),

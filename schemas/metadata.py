@@ -136,14 +136,12 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "scene_cut_suspected",
         pa.bool_(),
-        "Flow broke down between two consecutive samples (consistent area < quality.cut_consistency): "
-        "likely a cut.",
+        "Flow broke down between two consecutive samples (consistent area < quality.cut_consistency): likely a cut.",
     ),
     Column(
         "low_texture",
         pa.bool_(),
-        "Under quality.low_texture_fraction of the first frame has local contrast: flow has little to "
-        "hold on to.",
+        "Under quality.low_texture_fraction of the first frame has local contrast: flow has little to hold on to.",
     ),
     # dense tracks and conditions
     Column("tracks_backend", pa.string(), "How dense tracks were made: 'flow_chain' (chained flow); null if none."),
