@@ -275,7 +275,8 @@ class DecoupleStage(Stage):
         evidence = np.where(reliable, coherent_lengths(residual, reliable) * per_px, 0.0)
         noise_speeds, still_flow, parallax = reliable_medians(evidence, reliable), induced, None
         grey = functools.cache(lambda index: measuring_grey(video.frames[index]))
-        homography_flow, camera_moves = induced, float(np.mean(camera_speeds)) > 2 * config.static_threshold
+        homography_flow = induced  # the first fit's, which camera_motion starts from (a refit replaces induced)
+        camera_moves = float(np.mean(camera_speeds)) > 2 * config.static_threshold
         if camera_moves:
             # parallax is told from each pixel's own residual, so its noise floor is theirs, not the window's
             noise_px = reliable_medians(residual_speeds, reliable) / per_px[:, 0, 0]
